@@ -1,0 +1,112 @@
+"""SAFT parameters: the one validated record of what a run was asked to do.
+
+Defaults follow the authors' reference implementation. ``validate`` raises
+``InvalidParameterError`` naming the field, so the API and CLI report the same message.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal
+
+from saft_core.errors import InvalidParameterError
+
+Mode = Literal["saft", "wsf"]
+
+MAX_LR = 1e-3
+MAX_ITERATIONS = 50
+
+
+@dataclass(frozen=True)
+class SaftParams:
+    """Parameters of one fine-tuning run (units: sigma in LR pixels, ksize in LR pixels)."""
+
+    mode: Mode = "saft"
+    iterations: int | None = None  # None -> 5 for SAFT, 3 for SAFT-WSF
+    lr: float = 1e-5
+    sigma: float | Literal["auto"] = 1.1
+    ksize: int = 5
+    continuity_level: float = 1.0
+    sparse_level: float = 1.0
+    consistency_level: float = 1.0
+    seed: int = 0
+    early_stop: bool = False
+    tile: int = 64  # LR pixels per training tile side
+    window: int = 5  # adjacent frames per training window
+
+    @property
+    def n_iterations(self) -> int:
+        if self.iterations is not None:
+            return self.iterations
+        return 3 if self.mode == "wsf" else 5
+
+    def validate(self) -> SaftParams:
+        """Return self if every field is in range, else raise InvalidParameterError(field=...)."""
+        if self.mode not in ("saft", "wsf"):
+            raise InvalidParameterError("mode must be 'saft' or 'wsf'", field="mode")
+        n = self.iterations
+        if n is not None and (
+            not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_ITERATIONS
+        ):
+            raise InvalidParameterError(
+                f"iterations must be an integer from 1 to {MAX_ITERATIONS}, got {n!r}",
+                field="iterations",
+            )
+        if not _finite(self.lr) or not 0 < self.lr <= MAX_LR:
+            raise InvalidParameterError(
+                f"lr must be in (0, {MAX_LR:g}]; larger steps destroy the pretrained "
+                f"network, got {self.lr!r}",
+                field="lr",
+            )
+        if self.sigma != "auto" and (not _finite(self.sigma) or self.sigma <= 0):
+            raise InvalidParameterError(
+                f"sigma must be a positive number of LR pixels or 'auto', got {self.sigma!r}",
+                field="sigma",
+            )
+        k = self.ksize
+        if not isinstance(k, int) or isinstance(k, bool) or k < 3 or k % 2 == 0 or k > 31:
+            raise InvalidParameterError(
+                f"ksize must be an odd integer from 3 to 31, got {k!r}", field="ksize"
+            )
+        for name in ("continuity_level", "sparse_level", "consistency_level"):
+            v = getattr(self, name)
+            if not _finite(v) or not 0 <= v <= 100:
+                raise InvalidParameterError(
+                    f"{name} must be a number from 0 to 100, got {v!r}", field=name
+                )
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise InvalidParameterError(
+                f"seed must be a non-negative integer, got {self.seed!r}", field="seed"
+            )
+        if not isinstance(self.tile, int) or not 16 <= self.tile <= 512:
+            raise InvalidParameterError("tile must be an integer from 16 to 512", field="tile")
+        if not isinstance(self.window, int) or not 3 <= self.window <= 15 or self.window % 2 == 0:
+            raise InvalidParameterError(
+                "window must be an odd integer from 3 to 15", field="window"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict with the resolved iteration count (frozen into run records)."""
+        d = asdict(self)
+        d["iterations"] = self.n_iterations
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SaftParams:
+        """Build from a JSON dict; unknown keys are an error, not silently dropped."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidParameterError(
+                f"unknown parameter(s): {', '.join(unknown)}", field=unknown[0]
+            )
+        return cls(**data).validate()
+
+    def with_(self, **changes: Any) -> SaftParams:
+        return replace(self, **changes).validate()
+
+
+def _finite(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
