@@ -95,8 +95,12 @@ def finetune(
     on_iteration: Callable[[IterationResult], None] | None = None,
     on_progress: ProgressFn | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    compute_metrics: bool = True,
 ) -> FinetuneSummary:
-    """Fine-tune ``sr_model`` on one LR stack (T, H, W); see docs/architecture.md."""
+    """Fine-tune ``sr_model`` on one LR stack (T, H, W); see docs/architecture.md.
+
+    ``compute_metrics=False`` skips the per-iteration SQUIRREL/decorrelation metrics.
+    """
     params = params.validate()
     dev = select_device(str(device) if device is not None else None)
     lr = _as_stack(lr, "lr")
@@ -117,6 +121,7 @@ def finetune(
     x = torch.from_numpy(normalise_lr(lr))
     e = torch.from_numpy(normalise_edges(edges))
     run = _Run(params, model, frozen, dev, scale, x, e, on_progress, should_cancel)
+    run.compute_metrics = compute_metrics
 
     if params.mode == "wsf":
         if smlm is None:
@@ -183,6 +188,7 @@ class _Run:
         self.origins = _grid(height, width, self.tile)
         self.total_steps = params.n_iterations * len(self.origins)
         self.steps_done = 0
+        self.compute_metrics = True
         self.opt = torch.optim.Adam(model.parameters(), lr=params.lr)
         self.den: nn.Module | None = None
         self.den_opt: torch.optim.Optimizer | None = None
@@ -373,7 +379,10 @@ class _Run:
     ) -> dict[str, Any]:
         """Preview, metrics and checkpoint of iteration k, handed to the callback."""
         preview = _infer(self.model, self._input(slice(0, 1)), self.scale)[0, 0]
-        metrics = _safe_metrics(preview, self.x[0].numpy(), self.scale)
+        if self.compute_metrics:
+            metrics = _safe_metrics(preview, self.x[0].numpy(), self.scale)
+        else:
+            metrics = {"rse": None, "rsp": None, "resolution": None}
         result = IterationResult(
             iteration=k,
             losses=step_losses,
