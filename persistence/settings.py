@@ -52,9 +52,8 @@ class Settings(BaseSettings):
         self.data_dir = self.data_dir.expanduser().resolve()
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'saft.db'}"
-        elif self.database_url.startswith(("postgresql://", "postgres://")):
-            # psycopg 3 is the installed driver; SQLAlchemy would otherwise pick psycopg2.
-            self.database_url = "postgresql+psycopg://" + self.database_url.split("://", 1)[1]
+        else:
+            self.database_url = normalise_database_url(self.database_url)
         if self.api_key_admin_file is None:
             self.api_key_admin_file = self.data_dir / "admin-api-key"
         return self
@@ -70,6 +69,13 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def normalise_database_url(url: str) -> str:
+    """psycopg 3 is the installed driver; SQLAlchemy would pick psycopg2 for postgresql://."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
 
 
 @functools.lru_cache(maxsize=1)
