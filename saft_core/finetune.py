@@ -210,7 +210,7 @@ class _Run:
             inp = self._input(slice(t, t + 1))
             self.y0[t] = _infer(self.frozen, inp, self.scale)[0, 0]
             rotated = _infer(self.frozen, losses.rot180(inp), self.scale)
-            self.y_rot[t] = losses.rot180_inv(rotated)[0, 0]
+            self.y_rot[t] = losses.rot180_inv(torch.from_numpy(rotated))[0, 0].numpy()
         self.sigma = self._resolve_sigma()
 
     def setup_wsf(self, smlm: np.ndarray) -> None:
