@@ -1,0 +1,259 @@
+"""Worker: embedded broker, real Celery worker subprocesses, the runner, crash and resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import stat
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from persistence import jobs
+from persistence.db import session_scope
+from persistence.models import Iteration, Job, JobEvent, Reconstruction
+from persistence.storage import Storage
+from worker import queue, runner
+
+
+def _create_job(inputs: Any, **params: Any) -> str:
+    with session_scope() as s:
+        job = jobs.create_job(
+            s,
+            inputs.user,
+            lr_dataset_id=inputs.lr_dataset_id,
+            edge_dataset_id=inputs.edge_dataset_id,
+            sr_model=inputs.sr_model_id,
+            den_model=inputs.den_model_id,
+            params={"iterations": 2, "tile": 16, "lr": 1e-4, **params},
+        )
+        return job.id
+
+
+def _job(job_id: str) -> Job:
+    with session_scope() as s:
+        return s.get_one(Job, job_id)
+
+
+def _iterations(job_id: str) -> list[int]:
+    with session_scope() as s:
+        return list(
+            s.scalars(
+                select(Iteration.iteration)
+                .where(Iteration.job_id == job_id)
+                .order_by(Iteration.iteration)
+            )
+        )
+
+
+def _wait(predicate: Callable[[], Any], timeout: float, what: str, poll: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _wait_final(job_id: str, timeout: float = 180) -> Job:
+    return _wait(
+        lambda: (j := _job(job_id)).state in ("succeeded", "failed", "cancelled") and j,
+        timeout,
+        f"job {job_id} to finish",
+        poll=0.2,
+    )
+
+
+# ---- embedded broker --------------------------------------------------------------------
+
+
+def test_embedded_broker_socket_aof_and_a_real_worker_consumes(
+    embedded_redis: Any, make_saft_env: Any, start_worker: Any
+):
+    r = embedded_redis.client()
+    assert r.config_get("appendonly") == {"appendonly": "yes"}
+    assert r.config_get("port") == {"port": "0"}  # no TCP listener
+    assert r.config_get("unixsocket") == {"unixsocket": str(embedded_redis.socket_path)}
+    mode = embedded_redis.socket_path.stat().st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o700
+    assert embedded_redis.url == f"redis+socket://{embedded_redis.socket_path}"
+
+    env = make_saft_env(broker_url=embedded_redis.url)
+    assert queue.enqueue_job("no-such-job")
+    assert queue.pending_ids(env.settings) == {"no-such-job"}
+    worker = start_worker(env).wait_ready()
+    worker.wait_for_log("job no-such-job is not queued", timeout=30)
+    _wait(lambda: not queue.pending_ids(env.settings), 10, "the message to be acked")
+    r.close()
+
+
+def test_embedded_broker_keeps_messages_across_restart(short_tmp: Any, make_saft_env: Any):
+    from worker.embedded import EmbeddedRedis
+
+    broker = EmbeddedRedis(short_tmp / "r.sock", short_tmp / "redis").start()
+    env = make_saft_env(broker_url=broker.url)
+    assert queue.enqueue_job("kept")
+    broker.stop()
+    assert not (short_tmp / "r.sock").exists()
+    assert (short_tmp / "redis" / "appendonly.aof").stat().st_size > 0
+    broker = EmbeddedRedis(short_tmp / "r.sock", short_tmp / "redis").start()
+    try:
+        # A new producer: the old connection pool points at the dead server.
+        queue._apps.clear()
+        assert queue.pending_ids(env.settings) == {"kept"}
+    finally:
+        broker.stop()
+
+
+def test_second_embedded_broker_on_the_same_socket_is_refused(embedded_redis: Any):
+    from worker.embedded import EmbeddedRedis
+
+    with pytest.raises(RuntimeError, match="already answers"):
+        EmbeddedRedis(embedded_redis.socket_path, embedded_redis.data_dir).start()
+
+
+# ---- the runner, in-process --------------------------------------------------------------
+
+
+def test_runner_success_writes_a_cli_run_dir(saft_env: Any, tiny_job_inputs: Any):
+    inputs = tiny_job_inputs(saft_env)
+    job_id = _create_job(inputs)
+    assert runner.run_job(job_id) == "succeeded"
+    assert runner.run_job(job_id) == "skipped"  # a redelivered message is a no-op
+    job = _job(job_id)
+    assert (job.state, job.iterations_done, job.progress) == ("succeeded", 2, 1.0)
+    assert job.device.startswith("cpu") and job.error is None
+    assert job.recommended_iteration in (0, 1, 2)
+    assert _iterations(job_id) == [0, 1, 2]
+    st = Storage(saft_env.data_dir)
+    for k in (0, 1, 2):
+        assert st.checkpoint_path(job_id, k).is_file()
+        assert st.preview_png_path(job_id, k).is_file()
+        assert st.preview_tif_path(job_id, k).is_file()
+    with st.record_csv(job_id).open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["iteration"] for r in rows] == ["0", "1", "2"]
+    run = json.loads(st.run_json(job_id).read_text())
+    assert run["recommended_iteration"] == job.recommended_iteration
+    with session_scope() as s:
+        kinds = s.scalars(select(JobEvent.kind).where(JobEvent.job_id == job_id)).all()
+    assert kinds.count("iteration") == 3 and kinds[0] == "state" and kinds[-1] == "state"
+
+    # Reconstruction with iteration 1's checkpoint, streamed to a TIFF.
+    import tifffile
+
+    with session_scope() as s:
+        rec = jobs.create_reconstruction(s, inputs.user, s.get_one(Job, job_id), 1, video=False)
+        rec_id = rec.id
+    assert runner.run_reconstruction(rec_id) == "succeeded"
+    with session_scope() as s:
+        rec = s.get_one(Reconstruction, rec_id)
+    assert rec.state == "succeeded" and rec.mp4_path is None
+    assert tifffile.imread(st.resolve(rec.tiff_path)).shape == (6, 128, 128)
+
+
+def test_runner_cancel_while_running(saft_env: Any, tiny_job_inputs: Any):
+    inputs = tiny_job_inputs(saft_env)
+    job_id = _create_job(inputs, iterations=50)
+    outcome: list[str] = []
+    t = threading.Thread(target=lambda: outcome.append(runner.run_job(job_id)))
+    t.start()
+    _wait(lambda: _iterations(job_id), 120, "the first committed iteration")
+    with session_scope() as s:
+        jobs.request_cancel(s, s.get_one(Job, job_id))
+    t.join(120)
+    assert outcome == ["cancelled"]
+    job = _job(job_id)
+    assert job.state == "cancelled" and job.iterations_done < 50
+
+
+def test_runner_user_error_and_internal_error(
+    saft_env: Any, tiny_job_inputs: Any, monkeypatch: pytest.MonkeyPatch
+):
+    inputs = tiny_job_inputs(saft_env)
+    wsf = _create_job(inputs, mode="wsf")  # SAFT-WSF without an SMLM image: a user error
+    assert runner.run_job(wsf) == "failed"
+    assert "SMLM" in _job(wsf).error
+
+    import saft_core.finetune
+
+    def boom(*a: Any, **k: Any) -> None:
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(saft_core.finetune, "finetune", boom)
+    broken = _create_job(inputs)
+    assert runner.run_job(broken) == "failed"
+    error = _job(broken).error
+    assert "RuntimeError" in error and "secret" not in error
+
+
+def test_control_time_limit_and_lost_claim():
+    class HB:
+        lost = threading.Event()
+
+    c = runner.Control(Job, "x", HB(), deadline=time.monotonic() - 1)
+    assert c() and c.reason == "timeout"
+    hb = HB()
+    hb.lost = threading.Event()
+    hb.lost.set()
+    c = runner.Control(Job, "x", hb, deadline=time.monotonic() + 100)
+    assert c() and c.reason == "lost"
+
+
+# ---- real Celery workers -------------------------------------------------------------------
+
+
+@pytest.mark.redis
+def test_job_through_celery_with_a_duplicate_message(
+    saft_env: Any, tiny_job_inputs: Any, celery_worker: Any
+):
+    inputs = tiny_job_inputs(saft_env)
+    job_id = _create_job(inputs)
+    assert queue.enqueue_job(job_id)
+    assert queue.enqueue_job(job_id)  # e.g. a re-send by the reconciler: must not run twice
+    job = _wait_final(job_id)
+    assert job.state == "succeeded", job.error
+    celery_worker.wait_for_log(f"job {job_id} is not queued", timeout=30)
+    assert celery_worker.log().count(f"job {job_id} claimed") == 1
+    assert _iterations(job_id) == [0, 1, 2]
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_sigkilled_worker_resumes_from_last_iteration(
+    saft_env: Any, tiny_job_inputs: Any, start_worker: Any
+):
+    inputs = tiny_job_inputs(saft_env)
+    job_id = _create_job(inputs, iterations=3)
+    first = start_worker(saft_env).wait_ready()
+    assert queue.enqueue_job(job_id)
+    # Kill as soon as iteration 1 is committed (iterations 2-3 still to run).
+    _wait(lambda: 1 in _iterations(job_id), 120, "iteration 1")
+    first.kill()
+    killed_at = _iterations(job_id)[-1]
+    assert killed_at < 3, "the job finished before the kill; make iterations slower"
+    job = _job(job_id)
+    assert job.state == "running"
+
+    second = start_worker(saft_env).wait_ready()
+    job = _wait_final(job_id)
+    assert job.state == "succeeded", job.error
+    assert job.attempts == 1  # one lost run
+    assert _iterations(job_id) == [0, 1, 2, 3]
+    second.wait_for_log(f"job {job_id} claimed", timeout=5)
+    with session_scope() as s:
+        logs = [
+            e.data.get("message")
+            for e in s.scalars(
+                select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.kind == "log")
+            )
+        ]
+    assert f"resuming after iteration {killed_at}" in logs
+    st = Storage(saft_env.data_dir)
+    with st.record_csv(job_id).open() as fh:
+        assert [r["iteration"] for r in csv.DictReader(fh)] == ["0", "1", "2", "3"]
