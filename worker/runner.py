@@ -351,7 +351,9 @@ def _internal(exc: BaseException) -> str:
 def _dataset_path(s: Any, storage: Storage, dataset_id: str | None) -> Path | None:
     if dataset_id is None:
         return None
-    ds = s.get_one(Dataset, dataset_id)
+    ds = s.get(Dataset, dataset_id)
+    if ds is None:
+        raise SaftError(f"dataset {dataset_id} not found (deleted?)", field="dataset")
     return storage.resolve(ds.path)
 
 

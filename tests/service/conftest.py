@@ -241,7 +241,8 @@ def make_saft_env(
         reset_engines()
         settings = get_settings()
         upgrade(settings.database_url)
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        pythonpath = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(pythonpath)}
         return ServiceEnv(settings=settings, data_dir=settings.data_dir, env=env)
 
     yield make
