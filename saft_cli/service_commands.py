@@ -145,22 +145,37 @@ class _WorkerSupervisor:
         while not self._stopping.wait(1.0):
             if self.proc is not None and self.proc.poll() is not None:
                 log.warning("worker exited with %s; restarting", self.proc.returncode)
+                self._release(self.proc.pid)
                 if self._stopping.wait(2.0):
                     return
                 self._spawn()
+
+    @staticmethod
+    def _release(pid: int) -> None:
+        """The worker is dead for sure: requeue its job now, not after the heartbeat expires."""
+        import socket
+
+        from worker.reconciler import release_dead_worker
+
+        try:
+            release_dead_worker(socket.gethostname(), pid)
+        except Exception:
+            log.exception("could not release the jobs of worker %s", pid)
 
     def stop(self) -> None:
         """SIGTERM (warm shutdown), then SIGKILL: an interrupted job is resumed later."""
         self._stopping.set()
         proc = self.proc
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(WORKER_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(WORKER_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._release(proc.pid)
 
 
 # ---- worker -----------------------------------------------------------------------------

@@ -121,6 +121,39 @@ def reconcile_once(
     return report
 
 
+def release_dead_worker(
+    host: str, pid: int, settings: Settings | None = None, *, send: Sender = _send
+) -> ReconcileReport:
+    """Recover at once the rows of a worker process known to be dead (its parent saw it exit).
+
+    Worker names are ``host:pid:token`` (see ``persistence.jobs.worker_name``), so the rows
+    of one dead process are found without waiting for their heartbeats to go stale.
+    """
+    settings = settings or get_settings()
+    report = ReconcileReport()
+    future = utcnow() + timedelta(days=1)  # the heartbeat guard must not hold us back
+    for cls in (Job, Reconstruction):
+        with session_scope() as s:
+            rows = s.execute(
+                select(cls.id, cls.worker).where(
+                    cls.state == "running", cls.worker.startswith(f"{host}:{pid}:")
+                )
+            ).all()
+        for task_id, worker in rows:
+            with session_scope() as s:
+                new_state = recover_stale(s, cls, task_id, worker, future, settings.max_attempts)
+            if new_state == "queued":
+                report.requeued.append(task_id)
+                send(cls, task_id)
+            elif new_state == "failed":
+                report.failed.append(task_id)
+            elif new_state == "cancelled":
+                report.cancelled.append(task_id)
+    if report:
+        log.warning("worker %s:%s died: %s", host, pid, report)
+    return report
+
+
 def _pending(settings: Settings, pending: Callable[[], set[str]] | None) -> set[str]:
     try:
         return pending() if pending is not None else queue.pending_ids(settings)

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from persistence import auth, jobs
 from persistence.db import session_scope
 from persistence.models import Dataset, Iteration, Job, JobEvent, Reconstruction, User, utcnow
-from worker.reconciler import reconcile_once
+from worker.reconciler import reconcile_once, release_dead_worker
 
 
 @pytest.fixture
@@ -155,6 +155,16 @@ def test_stale_reconstruction_is_requeued(env: Any):
     with session_scope() as s:
         r = s.get_one(Reconstruction, rec_id)
         assert (r.state, r.attempts) == ("queued", 1)
+
+
+def test_dead_worker_released_at_once_by_pid(env: Any):
+    dead = _job("running", worker="host-a:123:abcd", heartbeat_at=utcnow())
+    alive = _job("running", worker="host-a:1234:abcd", heartbeat_at=utcnow())
+    sent = Sent()
+    report = release_dead_worker("host-a", 123, send=sent)
+    assert report.requeued == [dead] and sent == [("Job", dead)]
+    assert (_get(dead).state, _get(dead).attempts) == ("queued", 1)
+    assert _get(alive).state == "running"
 
 
 @pytest.mark.redis
