@@ -79,3 +79,25 @@ def test_alembic_reads_the_url_from_settings(tmp_path: Path):
     )
     assert res.returncode == 0, res.stderr
     assert _tables(f"sqlite:///{tmp_path / 'saft.db'}") == TABLES
+
+
+def test_saft_db_upgrade_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import click
+    from click.testing import CliRunner
+
+    from persistence.settings import get_settings
+    from saft_cli.service_commands import register
+
+    for k in [k for k in os.environ if k.startswith("SAFT_")]:
+        monkeypatch.delenv(k)
+    # The command exports SAFT_DATA_DIR for its children; monkeypatch undoes it afterwards.
+    monkeypatch.setenv("SAFT_DATA_DIR", str(tmp_path))
+    cli = click.Group()
+    register(cli)
+    get_settings.cache_clear()
+    try:
+        res = CliRunner().invoke(cli, ["db", "upgrade", "--data-dir", str(tmp_path)])
+    finally:
+        get_settings.cache_clear()
+    assert res.exit_code == 0, res.output
+    assert _tables(f"sqlite:///{tmp_path / 'saft.db'}") == TABLES

@@ -326,3 +326,33 @@ def _claim_and_commit(engine, job_id: str, worker: str) -> bool:
         won = jobs.claim_job(s, job_id, worker)
         s.commit()
         return won
+
+
+def test_saft_users_add_prints_a_working_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import os
+
+    import click
+    from click.testing import CliRunner
+
+    from persistence.db import reset_engines
+    from persistence.settings import get_settings
+    from saft_cli.service_commands import register
+
+    for k in [k for k in os.environ if k.startswith("SAFT_")]:
+        monkeypatch.delenv(k)
+    # The command exports SAFT_DATA_DIR for its children; monkeypatch undoes it afterwards.
+    monkeypatch.setenv("SAFT_DATA_DIR", str(tmp_path))
+    cli = click.Group()
+    register(cli)
+    get_settings.cache_clear()
+    try:
+        res = CliRunner().invoke(cli, ["users", "add", "carol", "--data-dir", str(tmp_path)])
+        assert res.exit_code == 0, res.output
+        key = res.output.strip()
+        with _session(f"sqlite:///{tmp_path / 'saft.db'}") as s:
+            assert auth.authenticate(s, key).name == "carol"
+        again = CliRunner().invoke(cli, ["users", "add", "carol", "--data-dir", str(tmp_path)])
+        assert again.exit_code != 0
+    finally:
+        get_settings.cache_clear()
+        reset_engines()

@@ -257,3 +257,64 @@ def test_sigkilled_worker_resumes_from_last_iteration(
     st = Storage(saft_env.data_dir)
     with st.record_csv(job_id).open() as fh:
         assert [r["iteration"] for r in csv.DictReader(fh)] == ["0", "1", "2", "3"]
+
+
+# ---- saft serve: the embedded default ------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_saft_serve_embedded_default(short_tmp: Any, monkeypatch: pytest.MonkeyPatch):
+    """API + one worker + embedded Redis over SQLite, no configuration; Ctrl-C stops all."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    pytest.importorskip("api.main")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAFT_")}
+    env["OMP_NUM_THREADS"] = "1"
+    data = short_tmp / "d"
+    log_path = short_tmp / "serve.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "saft_cli.main", "serve", "--data-dir", str(data),
+             "--port", str(port)],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+
+        def healthy() -> bool:
+            try:
+                url = f"http://127.0.0.1:{port}/healthz"
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    return r.status == 200
+            except OSError:
+                return proc.poll() is not None
+
+        _wait(healthy, 90, "the API")
+        assert proc.poll() is None, log_path.read_text()
+        key_file = data / "admin-api-key"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        assert stat.S_ISSOCK((data / "redis.sock").stat().st_mode)
+        assert (data / "saft.db").is_file()
+        _wait(lambda: " ready." in log_path.read_text(), 60, "the worker")
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/jobs",
+            headers={"Authorization": f"Bearer {key_file.read_text().strip()}"},
+        )
+        with urllib.request.urlopen(req, timeout=5) as r:
+            assert r.status == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+    assert not (data / "redis.sock").exists()  # the broker was stopped cleanly
+    assert "Warm shutdown" in log_path.read_text()
