@@ -61,10 +61,10 @@ def parse_range(header: str, size: int) -> list[tuple[int, int]] | None:
                 out.append((max(size - suffix, 0), size - 1))
             continue
         first = int(first_s)
-        last = int(last_s) if last_s else size - 1
-        if last < first:
+        if last_s and int(last_s) < first:
             return None  # invalid range-spec: the whole header is ignored
         if first < size:
+            last = int(last_s) if last_s else size - 1
             out.append((first, min(last, size - 1)))
     return out
 

@@ -38,7 +38,7 @@ class SSEConfig:
 
 
 def _poll(settings: Settings, job_id: str, after: int) -> tuple[str | None, list[JobEvent]]:
-    with new_session(settings) as s:
+    with new_session(settings) as s:  # closing ends the read; rows stay loaded
         state = s.scalar(select(Job.state).where(Job.id == job_id))
         rows = list(
             s.scalars(
@@ -48,7 +48,6 @@ def _poll(settings: Settings, job_id: str, after: int) -> tuple[str | None, list
                 .limit(BATCH)
             )
         )
-        s.rollback()
         return state, rows
 
 

@@ -58,7 +58,7 @@ async def upload_dataset(
 
 def _store(received: ReceivedFile, user: User, settings: Settings, storage: Storage) -> Dataset:
     """Validate, move into place and insert the row; no file survives a failure."""
-    facts = validate_stack(received.path, settings)
+    facts = validate_stack(received.path, settings, received.filename)
     ds_id = new_id()
     final = storage.dataset_path(ds_id)
     os.replace(received.path, final)

@@ -51,13 +51,14 @@ class Api:
 
 
 def tiff_bytes(data: np.ndarray, pixel_size: float | None = 0.1, **kwargs: Any) -> bytes:
-    """A TIFF file in memory (resolution tags in um when ``pixel_size`` is given)."""
+    """A TIFF file in memory (resolution in pixels per cm when ``pixel_size`` um is given)."""
     import tifffile
 
     buf = io.BytesIO()
     extra: dict[str, Any] = {}
     if pixel_size:
-        extra = {"resolution": (1 / pixel_size, 1 / pixel_size), "resolutionunit": "MICROMETER"}
+        extra = {"resolution": (1e4 / pixel_size, 1e4 / pixel_size), "resolutionunit": "CENTIMETER"}
+    kwargs.setdefault("photometric", "minisblack")  # a 3-frame stack is not RGB
     tifffile.imwrite(buf, data, **extra, **kwargs)
     return buf.getvalue()
 
