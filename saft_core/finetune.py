@@ -28,7 +28,7 @@ from saft_core.networks import load_model
 from saft_core.normalise import normalise_edges, normalise_lr
 from saft_core.params import SaftParams
 from saft_core.recommend import recommend_iteration
-from saft_core.rsf import degrade
+from saft_core.rsf import degrade, degrade_with_background
 from saft_core.tiling import tiled_apply
 
 log = logging.getLogger(__name__)
@@ -298,7 +298,7 @@ class _Run:
         y = self.model(inp).abs()
         den_out = self.den(x_tile).abs()
         target = den_out.detach()
-        degraded = degrade(y, s, self.sigma, p.ksize, reference=target)
+        degraded = self._degrade(y, target)
         terms = {"degradation": losses.degradation_loss(degraded, target)}
         if y.shape[0] >= 3 and p.continuity_level > 0:
             terms["hessian"] = (
@@ -319,7 +319,10 @@ class _Run:
         # The DEN follows the SR network: it learns to agree with the degraded SR output
         # while staying close to the raw LR frame.
         den_out = self.den(x_tile).abs()
-        den_target = degrade(y.detach(), s, self.sigma, p.ksize)
+        if p.background == "fit":
+            den_target = self._degrade(y.detach(), den_out.detach())
+        else:  # the reference: the raw RSF output, no matching
+            den_target = degrade(y.detach(), s, self.sigma, p.ksize)
         den_total = losses.den_loss(den_target, den_out, x_tile)
         self.den_opt.zero_grad(set_to_none=True)
         den_total.backward()
@@ -330,6 +333,12 @@ class _Run:
         out["total"] = float(total.detach())
         out["den"] = float(den_total.detach())
         return out
+
+    def _degrade(self, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """RSF(y) matched to the target per sample: gain + offset ("fit") or mean only."""
+        if self.params.background == "fit":
+            return degrade_with_background(y, self.scale, self.sigma, self.params.ksize, target)
+        return degrade(y, self.scale, self.sigma, self.params.ksize, reference=target)
 
     def _full_sum(self) -> torch.Tensor:
         """Sum over all frames of the current SR output (detached), (sH, sW) on the CPU."""

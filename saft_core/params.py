@@ -13,6 +13,7 @@ from typing import Any, Literal
 from saft_core.errors import InvalidParameterError
 
 Mode = Literal["saft", "wsf"]
+Background = Literal["fit", "mean"]
 
 MAX_LR = 1e-3
 MAX_ITERATIONS = 50
@@ -32,6 +33,10 @@ class SaftParams:
     consistency_level: float = 1.0
     seed: int = 0
     early_stop: bool = False
+    # "fit": the degraded SR is matched to the denoised LR by a least-squares gain AND offset,
+    # so camera offset and background are absorbed by the offset instead of being painted into
+    # the SR output as haze. "mean": the reference implementation's mean matching (gain only).
+    background: Background = "fit"
     tile: int = 64  # LR pixels per training tile side
     window: int = 5  # adjacent frames per training window
 
@@ -45,6 +50,11 @@ class SaftParams:
         """Return self if every field is in range, else raise InvalidParameterError(field=...)."""
         if self.mode not in ("saft", "wsf"):
             raise InvalidParameterError("mode must be 'saft' or 'wsf'", field="mode")
+        if self.background not in ("fit", "mean"):
+            raise InvalidParameterError(
+                "background must be 'fit' (gain and offset) or 'mean' (reference mean matching)",
+                field="background",
+            )
         n = self.iterations
         if n is not None and (
             not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_ITERATIONS

@@ -44,3 +44,10 @@ def test_from_dict_rejects_unknown_keys_and_round_trips():
     with pytest.raises(InvalidParameterError) as err:
         SaftParams.from_dict({"learning_rate": 1e-5})
     assert err.value.field == "learning_rate"
+
+
+def test_background_mode_is_validated():
+    assert SaftParams().background == "fit"
+    with pytest.raises(InvalidParameterError) as err:
+        SaftParams(background="subtract").validate()
+    assert err.value.field == "background"
