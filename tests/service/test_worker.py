@@ -233,7 +233,7 @@ def test_sigkilled_worker_resumes_from_last_iteration(
     first = start_worker(saft_env).wait_ready()
     assert queue.enqueue_job(job_id)
     # Kill as soon as iteration 1 is committed (iterations 2-3 still to run).
-    _wait(lambda: 1 in _iterations(job_id), 120, "iteration 1")
+    _wait(lambda: 1 in _iterations(job_id), 120, "iteration 1", poll=0.01)
     first.kill()
     killed_at = _iterations(job_id)[-1]
     assert killed_at < 3, "the job finished before the kill; make iterations slower"
