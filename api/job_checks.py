@@ -94,8 +94,10 @@ def check_job_request(session: Session, user: User, body: JobCreate) -> CheckedJ
         errors.append(("smlm_dataset", "smlm_dataset is only used by mode 'wsf'"))
 
     if errors or params is None:
-        first = errors[0][1] if errors else "invalid job request"
-        detail = first if len(errors) == 1 else f"{len(errors)} problems; first: {first}"
+        parts = [f"{f}: {m}" for f, m in errors] or ["invalid job request"]
+        detail = (
+            parts[0] if len(parts) == 1 else f"{len(parts)} invalid fields: " + "; ".join(parts)
+        )
         raise Problem(422, detail, slug="validation-error", errors=errors)
     return CheckedJob(
         params=params,

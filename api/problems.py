@@ -139,15 +139,23 @@ async def _on_saft_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        FieldError(field=field_of(err.get("loc", ())), message=_message(err))
-        for err in exc.errors()
-    ]
-    fields = ", ".join(dict.fromkeys(e.field for e in errors))
-    detail = f"invalid request: {errors[0].message}" if len(errors) == 1 else "invalid request"
-    if fields:
-        detail += f" ({fields})"
+    errors = [_field_error(err) for err in exc.errors()]
+    parts = [f"{e.field}: {e.message}" for e in errors]
+    detail = parts[0] if len(parts) == 1 else f"{len(parts)} invalid fields: " + "; ".join(parts)
     return problem_response(request, 422, detail, slug="validation-error", errors=errors)
+
+
+def _field_error(err: dict[str, Any]) -> FieldError:
+    """One pydantic error as ``{field, message}``, with JSON syntax errors made readable."""
+    loc = err.get("loc", ())
+    if err.get("type") == "json_invalid":
+        reason = (err.get("ctx") or {}).get("error", "")
+        pos = loc[-1] if loc and isinstance(loc[-1], int) else None
+        where = f" at character {pos}" if pos is not None else ""
+        return FieldError(field="body", message=f"invalid JSON{where}: {reason}".rstrip(": "))
+    if err.get("type") == "missing" and tuple(loc) == ("body",):
+        return FieldError(field="body", message="a JSON request body is required")
+    return FieldError(field=field_of(loc), message=_message(err))
 
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -16,10 +16,12 @@ Parsing, hashing and writing run in a worker thread, not on the event loop.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
 import re
+import shutil
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -42,6 +44,7 @@ MAX_PARTS = 16
 ENVELOPE_BYTES = 1024 * 1024  # multipart headers, boundaries and small fields beyond the file
 TMP_SUFFIX = ".upload"
 STALE_TMP_S = 24 * 3600
+FREE_SPACE_MARGIN = 256 * 1024 * 1024  # keep room for checkpoints and the database
 
 
 @dataclass
@@ -227,6 +230,8 @@ async def receive_multipart(
             f"request body of {declared} bytes exceeds the upload limit of {max_file_bytes} bytes",
             slug="too-large",
         )
+    if declared is not None and declared.isdigit():
+        _check_free_space(storage, int(declared))
     rx = _Receiver(boundary, storage, max_file_bytes, frozenset(file_fields))
     try:
         total = 0
@@ -244,18 +249,35 @@ async def receive_multipart(
                 if len(buf) >= BUFFER_BYTES:
                     data, buf = bytes(buf), bytearray()
                     await anyio.to_thread.run_sync(rx.write, data)
+            if buf:
+                await anyio.to_thread.run_sync(rx.write, bytes(buf))
+            await anyio.to_thread.run_sync(rx.finish)
         except ClientDisconnect:
             raise Problem(
                 400, "the client disconnected during the upload", slug="aborted"
             ) from None
-        if buf:
-            await anyio.to_thread.run_sync(rx.write, bytes(buf))
-        await anyio.to_thread.run_sync(rx.finish)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _no_space() from None
+            raise
         yield rx.upload
     finally:
         rx.close()
         for p in rx.temp_paths:
             p.unlink(missing_ok=True)
+
+
+def _no_space() -> Problem:
+    return Problem(
+        507, "the service is out of storage space; try again later", slug="insufficient-storage"
+    )
+
+
+def _check_free_space(storage: Storage, needed: int) -> None:
+    """Refuse at once an upload that cannot fit (it is written in full before validation)."""
+    storage.root.mkdir(parents=True, exist_ok=True)
+    if shutil.disk_usage(storage.root).free < needed + FREE_SPACE_MARGIN:
+        raise _no_space()
 
 
 def _boundary(request: Request) -> bytes:

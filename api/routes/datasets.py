@@ -31,7 +31,7 @@ DatasetId = Annotated[str, Path(description="dataset id")]
     response_model=DatasetOut,
     summary="Upload a TIFF stack",
     openapi_extra={"requestBody": upload_request_body()},
-    responses=problem_responses(400, 413, 415, 422),
+    responses=problem_responses(400, 413, 415, 422, 507),
 )
 async def upload_dataset(
     request: Request,

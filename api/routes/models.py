@@ -82,7 +82,7 @@ def list_models(
             }
         )
     },
-    responses=problem_responses(400, 413, 415, 422),
+    responses=problem_responses(400, 413, 415, 422, 507),
 )
 async def upload_model(
     request: Request,

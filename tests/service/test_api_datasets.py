@@ -211,3 +211,21 @@ def test_pagination(api: Api) -> None:
     page = api.client.get("/v1/datasets?limit=2&offset=1", headers=user.headers).json()
     assert page["total"] == 3 and [d["id"] for d in page["items"]] == ids[::-1][1:]
     assert page["next"] is None
+
+
+def test_upload_that_cannot_fit_on_disk_is_507(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    import api.uploads as uploads
+
+    real = shutil.disk_usage
+
+    def almost_full(path: object) -> object:
+        usage = real(path)  # type: ignore[arg-type]
+        return usage._replace(free=uploads.FREE_SPACE_MARGIN + 1000)
+
+    monkeypatch.setattr(uploads.shutil, "disk_usage", almost_full)
+    user = api.user()
+    body = problem(upload_dataset(api, user, tiff_bytes(stack())), 507)
+    assert "storage" in body["detail"]
+    _nothing_left(api)

@@ -308,3 +308,11 @@ def test_iterations_list_and_reconstruction_requests(api: Api, user: ApiUser, lr
     assert "queued" in body["detail"]
     cancel = c.post(f"/v1/reconstructions/{rec['id']}/cancel", headers=user.headers)
     assert cancel.status_code == 200 and cancel.json()["state"] == "cancelled"
+
+
+def test_malformed_json_and_missing_body_are_422_naming_body(api: Api, user: ApiUser) -> None:
+    h = {**user.headers, "Content-Type": "application/json"}
+    body = problem(api.client.post("/v1/jobs", headers=h, content=b'{"lr_dataset": '), 422)
+    assert error_fields(body) == ["body"] and "invalid JSON" in body["detail"]
+    body = problem(api.client.post("/v1/jobs", headers=h), 422)
+    assert error_fields(body) == ["body"]
