@@ -10,6 +10,7 @@ longer write to the job. Functions do not commit unless they say so: callers com
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from datetime import datetime, timedelta
@@ -36,8 +37,6 @@ def software_version() -> str:
 
 def worker_name() -> str:
     """``host:pid:token``, unique per claim so a stale claim holder is locked out."""
-    import os
-
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
