@@ -125,9 +125,14 @@ def reconstruct(
 
 
 def _tiff_frames(path: Path) -> Iterator[np.ndarray]:
-    """Frames of a TIFF read back one page at a time."""
+    """Frames of the TIFF that StackWriter wrote, memory-mapped (it is contiguous and raw).
+
+    A memmap, not page-by-page reading: ImageJ files over 4 GB index only their first page.
+    """
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
-        for page in tif.pages:
-            yield page.asarray()
+    frames = tifffile.memmap(path, mode="r")
+    if frames.ndim == 2:
+        frames = frames[None]
+    for frame in frames:
+        yield np.asarray(frame)
