@@ -14,6 +14,7 @@ contains the final event: the stream can never end before delivering it.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import AsyncIterator
@@ -28,6 +29,7 @@ from persistence.models import FINAL_STATES, Job, JobEvent
 from persistence.settings import Settings
 
 BATCH = 200
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -78,19 +80,23 @@ async def job_event_stream(
     """Events with id > ``after``; returns after a final-state event (or a final job)."""
     yield f"retry: {config.retry_ms}\n\n"
     last_sent = time.monotonic()
-    while True:
-        state, rows = await anyio.to_thread.run_sync(_poll, settings, job_id, after)
-        for ev in rows:
-            after = ev.id
-            yield format_event(ev)
-            last_sent = time.monotonic()
-            if is_final(ev):
-                return
-        if state is None or (not rows and state in FINAL_STATES):
-            return  # job deleted, or final and every event already delivered
-        if len(rows) == BATCH:
-            continue
-        if time.monotonic() - last_sent >= config.heartbeat_s:
-            yield ": keep-alive\n\n"
-            last_sent = time.monotonic()
-        await anyio.sleep(config.poll_s)
+    try:
+        while True:
+            state, rows = await anyio.to_thread.run_sync(_poll, settings, job_id, after)
+            for ev in rows:
+                after = ev.id
+                yield format_event(ev)
+                last_sent = time.monotonic()
+                if is_final(ev):
+                    return
+            if state is None or (not rows and state in FINAL_STATES):
+                return  # job deleted, or final and every event already delivered
+            if len(rows) == BATCH:
+                continue
+            if time.monotonic() - last_sent >= config.heartbeat_s:
+                yield ": keep-alive\n\n"
+                last_sent = time.monotonic()
+            await anyio.sleep(config.poll_s)
+    finally:
+        # Reached on the final state and when the client goes away (the task is cancelled).
+        log.debug("event stream of job %s closed after event %s", job_id, after)
