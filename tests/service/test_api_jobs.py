@@ -316,3 +316,18 @@ def test_malformed_json_and_missing_body_are_422_naming_body(api: Api, user: Api
     assert error_fields(body) == ["body"] and "invalid JSON" in body["detail"]
     body = problem(api.client.post("/v1/jobs", headers=h), 422)
     assert error_fields(body) == ["body"]
+
+
+def test_submit_while_the_broker_is_down_still_queues_the_job(api: Api, user: ApiUser, lr: str):
+    """The row is committed first; the reconciler sends the message once the broker is back."""
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    settings = api.env.settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0"})
+    with TestClient(create_app(settings)) as client:
+        resp = client.post("/v1/jobs", headers=user.headers, json={"lr_dataset": lr})
+    assert resp.status_code == 202, resp.text
+    job = api.client.get(resp.headers["location"], headers=user.headers).json()
+    assert job["state"] == "queued"
+    assert job["id"] not in queued_ids(api.env)
