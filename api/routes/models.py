@@ -121,7 +121,9 @@ def _store(
 ) -> ModelFile:
     result = model_check.check_model(received.path, kind)
     if not result.ok or not result.summary:
-        raise invalid("file", result.error or f"not a loadable {kind.upper()} checkpoint")
+        message = result.error or f"not a loadable {kind.upper()} checkpoint"
+        # Name the client's file, not our temp file.
+        raise invalid("file", message.replace(received.path.name, received.filename))
     if result.summary.get("kind") != kind:
         raise invalid("kind", f"the file holds a {result.summary.get('kind')} network")
     m_id = new_id()
