@@ -115,7 +115,7 @@ def test_bad_parameters_exit_2_with_one_line(inputs, tmp_path, args, needle):
 
 def test_bad_stack_exit_2(inputs, tmp_path):
     bad = tmp_path / "4d.tif"
-    tifffile.imwrite(bad, np.zeros((2, 3, 32, 32), np.uint8))
+    tifffile.imwrite(bad, np.zeros((2, 3, 32, 32), np.uint8), photometric="minisblack")
     proc = saft("finetune", bad, "-o", tmp_path / "r", check=False)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     proc = saft(
