@@ -1,0 +1,325 @@
+"""What the sync and the async client share: configuration, URLs, auth, request bodies and
+the bookkeeping of resumable downloads. Nothing here does network I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import unquote
+
+import httpx
+
+from saft_client.errors import SaftClientError, SaftConnectionError, SaftProtocolError
+from saft_client.models import Dataset, Model
+
+__version__ = "0.1.0"
+
+DEFAULT_URL = "http://127.0.0.1:8000"  # where ``saft serve`` listens by default
+DEFAULT_TIMEOUT = 30.0
+USER_AGENT = f"saft-client/{__version__}"
+PAGE_LIMIT = 100  # the API's maximum page size: fewest round trips
+RETRY_STATUSES = frozenset({502, 503, 504})  # a proxy or a restarting API: try again
+SSE_READ_TIMEOUT = 60.0  # the API sends a keep-alive comment every 15 s
+CHUNK_BYTES = 1024 * 1024
+STACK_SUFFIXES = (".tif", ".tiff")
+MODEL_SUFFIXES = (".pth", ".pt")
+
+
+def resolve_config(base_url: str | None, api_key: str | None) -> tuple[str, str | None]:
+    """Explicit arguments win over ``SAFT_URL`` / ``SAFT_API_KEY``; the URL has a default."""
+    url = (base_url or os.environ.get("SAFT_URL") or DEFAULT_URL).strip()
+    if "://" not in url:
+        url = "http://" + url  # "host:8000" is what people type
+    key = api_key if api_key is not None else os.environ.get("SAFT_API_KEY")
+    key = key.strip() if key else None
+    return url.rstrip("/"), key or None
+
+
+def retry_delay(response: httpx.Response, attempt: int) -> float:
+    """The server's ``Retry-After`` (seconds, capped) or our own backoff."""
+    after = response.headers.get("retry-after", "")
+    return min(float(after), 30.0) if after.isdigit() else backoff(attempt)
+
+
+def backoff(attempt: int, base: float = 0.5, cap: float = 10.0) -> float:
+    """Seconds to wait before retry number ``attempt`` (1-based), doubling up to ``cap``."""
+    return min(cap, base * 2 ** max(attempt - 1, 0))
+
+
+class Urls:
+    """Turns API paths and the URLs the API returns into absolute URLs.
+
+    The API's own URLs already carry its root path (``/saft/v1/...`` behind a proxy mounting
+    it under ``/saft``); a bare ``/v1/...`` is relative to the base URL.
+    """
+
+    def __init__(self, base_url: str) -> None:
+        self.base = httpx.URL(base_url)
+        if self.base.scheme not in ("http", "https") or not self.base.host:
+            raise SaftClientError(f"invalid service URL {base_url!r}", field="url")
+        self.prefix = self.base.path.rstrip("/")
+        self.origin = (self.base.scheme, self.base.host, self.base.port)
+
+    def resolve(self, url_or_path: str) -> httpx.URL:
+        text = str(url_or_path).strip()
+        if "://" in text:
+            return httpx.URL(text)
+        if not text.startswith("/"):
+            text = "/" + text
+        if self.prefix and not (text == self.prefix or text.startswith(self.prefix + "/")):
+            text = self.prefix + text
+        return self.base.join(text)
+
+    def same_origin(self, url: httpx.URL) -> bool:
+        return (url.scheme, url.host, url.port) == self.origin
+
+
+class BearerAuth(httpx.Auth):
+    """Sends the API key only to the service's own origin, never to a foreign URL."""
+
+    def __init__(self, key: str | None, urls: Urls) -> None:
+        self.key = key
+        self.urls = urls
+
+    def auth_flow(self, request: httpx.Request):  # type: ignore[override]
+        if self.key and self.urls.same_origin(request.url):
+            request.headers["Authorization"] = f"Bearer {self.key}"
+        yield request
+
+
+def connection_error(url: httpx.URL, exc: Exception) -> SaftConnectionError:
+    """One line naming the server and what went wrong."""
+    detail = str(exc) or type(exc).__name__
+    return SaftConnectionError(f"cannot reach {url.scheme}://{url.netloc.decode()}: {detail}")
+
+
+# Failures of the event stream after which ``wait`` polls instead.
+STREAM_ERRORS = (SaftClientError, httpx.HTTPError, OSError)
+
+
+def as_json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise SaftProtocolError(
+            f"expected JSON from {response.request.method} {response.request.url.path}, got "
+            f"{response.headers.get('content-type', 'no content type')}"
+        ) from None
+
+
+# ---- inputs of a job --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ref:
+    """An input given as an id (used as is) or a local file (uploaded first)."""
+
+    id: str | None = None
+    path: Path | None = None
+
+
+def _looks_like_path(text: str, suffixes: tuple[str, ...]) -> bool:
+    return os.sep in text or "/" in text or text.lower().endswith(suffixes)
+
+
+def dataset_ref(value: Any, field: str) -> Ref | None:
+    """A path to upload or a dataset id; a path-looking string that is no file is an error."""
+    if value is None:
+        return None
+    if isinstance(value, Dataset):
+        return Ref(id=value.id)
+    if isinstance(value, os.PathLike) or (isinstance(value, str) and Path(value).is_file()):
+        path = Path(value)
+        if not path.is_file():
+            raise SaftClientError(f"no such file: {path}", field=field)
+        return Ref(path=path)
+    text = str(value).strip()
+    if not text or _looks_like_path(text, STACK_SUFFIXES):
+        raise SaftClientError(f"no such file: {text or repr(value)}", field=field)
+    return Ref(id=text)
+
+
+def model_ref(value: Any, field: str) -> Ref | None:
+    """'default', a model id, or a checkpoint file to upload."""
+    if value is None:
+        return None
+    if isinstance(value, Model):
+        return Ref(id=value.id)
+    if isinstance(value, os.PathLike) or (isinstance(value, str) and Path(value).is_file()):
+        path = Path(value)
+        if not path.is_file():
+            raise SaftClientError(f"no such file: {path}", field=field)
+        return Ref(path=path)
+    text = str(value).strip()
+    if not text or _looks_like_path(text, MODEL_SUFFIXES):
+        raise SaftClientError(f"no such file: {text or repr(value)}", field=field)
+    return Ref(id=text)
+
+
+def job_body(
+    *,
+    lr: str,
+    edge: str | None,
+    smlm: str | None,
+    mode: str,
+    sr_model: str,
+    den_model: str | None,
+    params: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The POST /v1/jobs body; parameters left at None take the service's defaults."""
+    body: dict[str, Any] = {
+        "lr_dataset": lr,
+        "mode": mode,
+        "sr_model": sr_model,
+        "den_model": den_model,
+        "params": {k: v for k, v in params.items() if v is not None},
+    }
+    if edge is not None:
+        body["edge_dataset"] = edge
+    if smlm is not None:
+        body["smlm_dataset"] = smlm
+    return body
+
+
+PARAM_ALIASES = {"learning_rate": "lr"}  # ``lr`` is taken by the input stack
+
+
+def split_params(params: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """One parameter dict from ``params=`` and keyword arguments (``continuity-level`` and
+    ``learning_rate`` spelled the CLI way are accepted too)."""
+    out = dict(params or {})
+    for name, value in kwargs.items():
+        out[PARAM_ALIASES.get(name, name).replace("-", "_")] = value
+    return out
+
+
+def open_upload(path: Path, field: str) -> IO[bytes]:
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise SaftClientError(f"cannot read {path}: {exc.strerror}", field=field) from None
+
+
+# ---- downloads --------------------------------------------------------------------------
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
+
+
+def filename_from(headers: httpx.Headers, url: httpx.URL) -> str:
+    """The server's suggested file name (Content-Disposition), reduced to a safe base name."""
+    cd = headers.get("content-disposition", "")
+    name = ""
+    m = re.search(r"filename\*\s*=\s*[^']*'[^']*'([^;]+)", cd, re.IGNORECASE)
+    if m:
+        name = unquote(m.group(1).strip())
+    else:
+        m = re.search(r'filename\s*=\s*"([^"]*)"|filename\s*=\s*([^;]+)', cd, re.IGNORECASE)
+        if m:
+            name = (m.group(1) or m.group(2) or "").strip()
+    name = Path(name.replace("\\", "/")).name if name else ""
+    if name in ("", ".", ".."):
+        name = Path(url.path).name or "download"
+    return name
+
+
+class RestartDownload(Exception):
+    """The partial file does not fit what the server sends: start from byte 0."""
+
+
+class PartialDownload:
+    """``DEST.part`` (the bytes so far) and ``DEST.part.json`` (URL and validators).
+
+    A resumed request sends ``Range: bytes=<size of DEST.part>-`` and, when the validator
+    of the earlier response is known, ``If-Range`` so a changed file comes back whole.
+    ``DEST`` appears only complete, by an atomic rename.
+    """
+
+    def __init__(self, dest: Path, url: httpx.URL) -> None:
+        self.dest = dest
+        self.url = str(url)
+        self.part = dest.with_name(dest.name + ".part")
+        self.meta = dest.with_name(dest.name + ".part.json")
+
+    def offset(self) -> int:
+        try:
+            return self.part.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _meta(self) -> dict[str, Any] | None:
+        try:
+            meta = json.loads(self.meta.read_text())
+        except (OSError, ValueError):
+            return None
+        return meta if isinstance(meta, dict) else None
+
+    def request_headers(self) -> dict[str, str]:
+        """``Range`` (and ``If-Range``) to continue ``DEST.part``; none to start afresh."""
+        meta = self._meta()
+        if meta is not None and meta.get("url") != self.url:
+            self.discard()  # left over from another artifact saved under the same name
+        offset = self.offset()
+        if offset <= 0:
+            return {}
+        headers = {"Range": f"bytes={offset}-"}
+        validator = (meta or {}).get("etag") or (meta or {}).get("last_modified")
+        if validator:
+            headers["If-Range"] = validator
+        return headers
+
+    def discard(self) -> None:
+        self.part.unlink(missing_ok=True)
+        self.meta.unlink(missing_ok=True)
+
+    def begin(self, response: httpx.Response) -> tuple[IO[bytes], int, int | None]:
+        """Open ``DEST.part`` for this response: (file, bytes already there, total size)."""
+        self.dest.parent.mkdir(parents=True, exist_ok=True)
+        offset = self.offset()
+        if response.status_code == 206:
+            m = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
+            if m is None or int(m.group(1)) != offset:
+                raise RestartDownload()
+            total = None if m.group(3) == "*" else int(m.group(3))
+            fh = self.part.open("ab")
+        else:
+            offset = 0
+            length = response.headers.get("content-length")
+            total = int(length) if length and length.isdigit() else None
+            fh = self.part.open("wb")
+        meta = {
+            "url": self.url,
+            "etag": response.headers.get("etag"),
+            "last_modified": response.headers.get("last-modified"),
+            "total": total,
+        }
+        self.meta.write_text(json.dumps(meta))
+        return fh, offset, total
+
+    def finish(self, total: int | None) -> Path:
+        """Check the size, then publish ``DEST`` atomically."""
+        size = self.offset()
+        if total is not None and size != total:
+            raise httpx.RemoteProtocolError(f"got {size} of {total} bytes")
+        with self.part.open("rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(self.part, self.dest)
+        self.meta.unlink(missing_ok=True)
+        _fsync_dir(self.dest.parent)
+        return self.dest
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the rename durable (best effort: not every platform can open a directory)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

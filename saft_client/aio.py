@@ -1,0 +1,453 @@
+"""The asynchronous SAFT client (httpx.AsyncClient): ``SaftClient``'s methods, awaitable.
+
+Callbacks (``on_event``, ``on_progress``) may be plain functions or coroutine functions.
+Local file reads and writes (uploads, downloads) are done in the event loop thread in
+1 MiB pieces: short blocking calls, not worth a thread each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from saft_client._common import (
+    CHUNK_BYTES,
+    DEFAULT_TIMEOUT,
+    PAGE_LIMIT,
+    RETRY_STATUSES,
+    SSE_READ_TIMEOUT,
+    STREAM_ERRORS,
+    USER_AGENT,
+    BearerAuth,
+    PartialDownload,
+    Ref,
+    RestartDownload,
+    Urls,
+    as_json,
+    backoff,
+    connection_error,
+    dataset_ref,
+    filename_from,
+    job_body,
+    model_ref,
+    open_upload,
+    resolve_config,
+    retry_delay,
+    split_params,
+)
+from saft_client._events import Deadline, EventTracker
+from saft_client.errors import SaftConnectionError, SaftProtocolError, SaftTimeoutError, api_error
+from saft_client.models import Dataset, Iteration, Job, JobEvent, Model, Reconstruction
+from saft_client.sse import SSEDecoder, to_job_event
+
+log = logging.getLogger(__name__)
+
+
+async def _call(callback: Callable[..., Any] | None, *args: Any) -> None:
+    if callback is not None:
+        result = callback(*args)
+        if inspect.isawaitable(result):
+            await result
+
+
+class AsyncSaftClient:
+    """Typed access to the SAFT job service API v1 (asyncio)."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = 3,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url, self.api_key = resolve_config(base_url, api_key)
+        self.urls = Urls(self.base_url)
+        self.timeout = timeout
+        self.retries = retries
+        self._http = httpx.AsyncClient(
+            auth=BearerAuth(self.api_key, self.urls),
+            timeout=timeout,
+            headers={"User-Agent": USER_AGENT},
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"AsyncSaftClient({self.base_url!r})"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncSaftClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ---- plumbing ---------------------------------------------------------------------
+
+    async def _send(
+        self, method: str, url: str | httpx.URL, *, retry: bool, **kw: Any
+    ) -> httpx.Response:
+        target = self.urls.resolve(str(url))
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                resp = await self._http.request(method, target, **kw)
+            except httpx.TransportError as exc:
+                if retry and attempt <= self.retries:
+                    await asyncio.sleep(backoff(attempt))
+                    continue
+                raise connection_error(target, exc) from exc
+            if retry and resp.status_code in RETRY_STATUSES and attempt <= self.retries:
+                await asyncio.sleep(retry_delay(resp, attempt))
+                continue
+            if resp.status_code >= 400:
+                raise api_error(resp)
+            return resp
+
+    async def _json(self, method: str, url: str, *, retry: bool = True, **kw: Any) -> Any:
+        return as_json(await self._send(method, url, retry=retry, **kw))
+
+    async def _pages(
+        self, path: str, params: Mapping[str, Any] | None, limit: int | None
+    ) -> list[Mapping[str, Any]]:
+        first = {k: v for k, v in (params or {}).items() if v is not None}
+        first["limit"] = min(PAGE_LIMIT, limit) if limit else PAGE_LIMIT
+        query: dict[str, Any] | None = first
+        url: str | None = path
+        out: list[Mapping[str, Any]] = []
+        while url:
+            page = await self._json("GET", url, params=query)
+            for item in page.get("items") or ():
+                out.append(item)
+                if limit is not None and len(out) >= limit:
+                    return out
+            url = page.get("next")
+            query = None
+        return out
+
+    # ---- health ---------------------------------------------------------------------------
+
+    async def health(self) -> bool:
+        return (await self._json("GET", "/healthz")).get("status") == "ok"
+
+    async def ready(self) -> dict[str, Any]:
+        return dict(await self._json("GET", "/readyz", retry=False))
+
+    # ---- datasets -------------------------------------------------------------------------
+
+    async def upload_dataset(self, path: str | Path, *, filename: str | None = None) -> Dataset:
+        path = Path(path)
+        with open_upload(path, "file") as fh:
+            files = {"file": (filename or path.name, fh, "image/tiff")}
+            body = await self._json("POST", "/v1/datasets", retry=False, files=files)
+        return Dataset.from_json(body)
+
+    async def get_dataset(self, dataset_id: str) -> Dataset:
+        return Dataset.from_json(await self._json("GET", f"/v1/datasets/{dataset_id}"))
+
+    async def list_datasets(self, limit: int | None = None) -> list[Dataset]:
+        return [Dataset.from_json(d) for d in await self._pages("/v1/datasets", None, limit)]
+
+    async def delete_dataset(self, dataset_id: str) -> None:
+        await self._send("DELETE", f"/v1/datasets/{dataset_id}", retry=True)
+
+    # ---- models ---------------------------------------------------------------------------
+
+    async def upload_model(self, path: str | Path, kind: str, *, name: str | None = None) -> Model:
+        path = Path(path)
+        data = {"kind": kind, **({"name": name} if name else {})}
+        with open_upload(path, "file") as fh:
+            files = {"file": (path.name, fh, "application/octet-stream")}
+            body = await self._json("POST", "/v1/models", retry=False, files=files, data=data)
+        return Model.from_json(body)
+
+    async def get_model(self, model_id: str) -> Model:
+        return Model.from_json(await self._json("GET", f"/v1/models/{model_id}"))
+
+    async def list_models(self, kind: str | None = None, limit: int | None = None) -> list[Model]:
+        items = await self._pages("/v1/models", {"kind": kind}, limit)
+        return [Model.from_json(m) for m in items]
+
+    async def delete_model(self, model_id: str) -> None:
+        await self._send("DELETE", f"/v1/models/{model_id}", retry=True)
+
+    # ---- jobs -----------------------------------------------------------------------------
+
+    async def _dataset_id(self, ref: Ref | None) -> str | None:
+        if ref is None:
+            return None
+        if ref.path is not None:
+            return (await self.upload_dataset(ref.path)).id
+        return ref.id
+
+    async def _model_id(self, ref: Ref | None, kind: str) -> str | None:
+        if ref is None:
+            return None
+        if ref.path is not None:
+            return (await self.upload_model(ref.path, kind)).id
+        return ref.id
+
+    async def submit_job(
+        self,
+        lr: str | Path | Dataset,
+        edge: str | Path | Dataset | None = None,
+        smlm: str | Path | Dataset | None = None,
+        mode: str = "saft",
+        sr_model: str | Path | Model = "default",
+        den_model: str | Path | Model | None = "default",
+        idempotency_key: str | None = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Job:
+        """See ``SaftClient.submit_job``."""
+        refs = (
+            dataset_ref(lr, "lr"),
+            dataset_ref(edge, "edge"),
+            dataset_ref(smlm, "smlm"),
+            model_ref(sr_model, "sr_model"),
+            model_ref(den_model, "den_model"),
+        )
+        body = job_body(
+            lr=await self._dataset_id(refs[0]) or "",
+            edge=await self._dataset_id(refs[1]),
+            smlm=await self._dataset_id(refs[2]),
+            mode=mode,
+            sr_model=await self._model_id(refs[3], "sr") or "default",
+            den_model=await self._model_id(refs[4], "den"),
+            params=split_params(params, kwargs),
+        )
+        key = idempotency_key or f"saft-client-{uuid.uuid4().hex}"
+        data = await self._json("POST", "/v1/jobs", json=body, headers={"Idempotency-Key": key})
+        return Job.from_json(data)
+
+    async def get_job(self, job_id: str) -> Job:
+        return Job.from_json(await self._json("GET", f"/v1/jobs/{job_id}"))
+
+    async def list_jobs(self, state: str | None = None, limit: int | None = None) -> list[Job]:
+        return [Job.from_json(j) for j in await self._pages("/v1/jobs", {"state": state}, limit)]
+
+    async def iterations(self, job_id: str) -> list[Iteration]:
+        body = await self._json("GET", f"/v1/jobs/{job_id}/iterations")
+        return [Iteration.from_json(it) for it in body.get("items") or ()]
+
+    async def cancel(self, job_id: str) -> Job:
+        return Job.from_json(await self._json("POST", f"/v1/jobs/{job_id}/cancel"))
+
+    # ---- events and waiting ---------------------------------------------------------------
+
+    async def events(
+        self,
+        job_id: str,
+        last_event_id: int | str | None = None,
+        *,
+        timeout: float | None = None,
+        reconnect: bool = True,
+        max_reconnects: int = 5,
+    ) -> AsyncIterator[JobEvent]:
+        """See ``SaftClient.events``."""
+        deadline = Deadline(timeout, f"job {job_id}")
+        last = None if last_event_id is None else str(last_event_id)
+        url = self.urls.resolve(f"/v1/jobs/{job_id}/events")
+        failures, retry_s = 0, 1.0
+        while True:
+            headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+            if last is not None:
+                headers["Last-Event-ID"] = last
+            left = deadline.remaining()
+            read = SSE_READ_TIMEOUT if left is None else max(0.05, min(SSE_READ_TIMEOUT, left))
+            got_any = False
+            try:
+                async with self._http.stream(
+                    "GET", url, headers=headers, timeout=httpx.Timeout(self.timeout, read=read)
+                ) as resp:
+                    await _check_stream(resp)
+                    decoder = SSEDecoder()
+                    async for line in resp.aiter_lines():
+                        raw = decoder.feed(line)
+                        if decoder.retry_ms is not None:
+                            retry_s = decoder.retry_ms / 1000
+                        if raw is not None:
+                            ev = to_job_event(raw)
+                            last = raw.id if raw.id is not None else last
+                            got_any, failures = True, 0
+                            yield ev
+                            if ev.is_final:
+                                return
+                        deadline.check()
+            except httpx.TransportError as exc:
+                deadline.check()
+                failures += 1
+                if not reconnect or failures > max_reconnects:
+                    raise connection_error(url, exc) from exc
+                log.info("job %s: event stream dropped (%s); resume after %s", job_id, exc, last)
+                await asyncio.sleep(deadline.sleep_for(min(retry_s * 2 ** (failures - 1), 30.0)))
+                continue
+            if not reconnect:
+                return
+            if not got_any:
+                if (await self.get_job(job_id)).finished:
+                    return
+                failures += 1
+                if failures > max_reconnects:
+                    raise SaftConnectionError(f"event stream of job {job_id} keeps ending early")
+                await asyncio.sleep(deadline.sleep_for(retry_s))
+            deadline.check()
+
+    async def wait(
+        self,
+        job_id: str,
+        on_event: Callable[[JobEvent], Any] | None = None,
+        timeout: float | None = None,
+        *,
+        poll_interval: float = 2.0,
+    ) -> Job:
+        """See ``SaftClient.wait``."""
+        deadline = Deadline(timeout, f"job {job_id}")
+        tracker = EventTracker()
+        stream: AsyncIterator[JobEvent] | None = None
+        try:
+            stream = self.events(job_id, timeout=timeout).__aiter__()
+            while True:
+                try:
+                    ev = await stream.__anext__()
+                except StopAsyncIteration:
+                    break
+                tracker.observe(ev)
+                await _call(on_event, ev)
+                if ev.is_final:
+                    break
+        except SaftTimeoutError:
+            raise
+        except STREAM_ERRORS as exc:
+            log.warning("event stream of job %s unavailable (%s); polling", job_id, exc)
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.aclose()  # type: ignore[union-attr]
+        while True:
+            job = await self.get_job(job_id)
+            if on_event is not None:
+                its = await self.iterations(job_id) if tracker.wants_iterations(job) else None
+                for synthetic in tracker.synthesise(job, its):
+                    await _call(on_event, synthetic)
+            if job.finished:
+                return job
+            deadline.check()
+            await asyncio.sleep(deadline.sleep_for(poll_interval))
+
+    # ---- reconstructions ------------------------------------------------------------------
+
+    async def reconstruct(
+        self, job_id: str, iteration: int, *, video: bool = True
+    ) -> Reconstruction:
+        body = {"iteration": int(iteration), "video": video}
+        path = f"/v1/jobs/{job_id}/reconstructions"
+        return Reconstruction.from_json(await self._json("POST", path, retry=False, json=body))
+
+    async def get_reconstruction(self, recon_id: str) -> Reconstruction:
+        data = await self._json("GET", f"/v1/reconstructions/{recon_id}")
+        return Reconstruction.from_json(data)
+
+    async def list_reconstructions(
+        self, job_id: str | None = None, state: str | None = None, limit: int | None = None
+    ) -> list[Reconstruction]:
+        if job_id is not None:
+            items = await self._pages(f"/v1/jobs/{job_id}/reconstructions", None, limit)
+            recs = [Reconstruction.from_json(r) for r in items]
+            return [r for r in recs if state is None or r.state == state]
+        items = await self._pages("/v1/reconstructions", {"state": state}, limit)
+        return [Reconstruction.from_json(r) for r in items]
+
+    async def cancel_reconstruction(self, recon_id: str) -> Reconstruction:
+        data = await self._json("POST", f"/v1/reconstructions/{recon_id}/cancel")
+        return Reconstruction.from_json(data)
+
+    async def wait_reconstruction(
+        self,
+        recon_id: str,
+        timeout: float | None = None,
+        *,
+        poll_interval: float = 1.0,
+        on_progress: Callable[[Reconstruction], Any] | None = None,
+    ) -> Reconstruction:
+        deadline = Deadline(timeout, f"reconstruction {recon_id}")
+        while True:
+            rec = await self.get_reconstruction(recon_id)
+            await _call(on_progress, rec)
+            if rec.finished:
+                return rec
+            deadline.check()
+            await asyncio.sleep(deadline.sleep_for(poll_interval))
+
+    # ---- downloads ------------------------------------------------------------------------
+
+    async def download(
+        self,
+        url_or_path: str,
+        dest: str | Path,
+        *,
+        on_progress: Callable[[int, int | None], Any] | None = None,
+        chunk_size: int = CHUNK_BYTES,
+    ) -> Path:
+        """See ``SaftClient.download``."""
+        url = self.urls.resolve(url_or_path)
+        target = Path(dest)
+        if target.is_dir():
+            head = await self._send("HEAD", url, retry=True)
+            target = target / filename_from(head.headers, url)
+        partial = PartialDownload(target, url)
+        failures = restarts = 0
+        while True:
+            try:
+                async with self._http.stream("GET", url, headers=partial.request_headers()) as resp:
+                    if resp.status_code == 416 and restarts == 0:
+                        restarts += 1
+                        partial.discard()
+                        continue
+                    if resp.status_code >= 400:
+                        await resp.aread()
+                        raise api_error(resp)
+                    try:
+                        fh, done, total = partial.begin(resp)
+                    except RestartDownload:
+                        restarts += 1
+                        if restarts > 2:
+                            raise SaftProtocolError(f"{url} ignores byte ranges") from None
+                        partial.discard()
+                        continue
+                    with fh:
+                        await _call(on_progress, done, total)
+                        async for chunk in resp.aiter_bytes(chunk_size):
+                            fh.write(chunk)
+                            done += len(chunk)
+                            await _call(on_progress, done, total)
+                return partial.finish(total)
+            except httpx.TransportError as exc:
+                failures += 1
+                if failures > self.retries:
+                    raise SaftConnectionError(
+                        f"download of {url} interrupted ({exc}); run it again to resume from "
+                        f"{partial.offset()} bytes"
+                    ) from exc
+                await asyncio.sleep(backoff(failures))
+
+
+async def _check_stream(resp: httpx.Response) -> None:
+    if resp.status_code >= 400:
+        await resp.aread()
+        raise api_error(resp)
+    ctype = resp.headers.get("content-type", "")
+    if not ctype.startswith("text/event-stream"):
+        raise SaftProtocolError(f"expected an event stream from {resp.url.path}, got {ctype!r}")
