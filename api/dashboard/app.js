@@ -880,6 +880,7 @@ class JobView {
     if (event === "state") {
       const wasFinal = FINAL.has(this.job.state);
       this.job.state = data.state;
+      if (data.state === "succeeded") this.job.progress = 1;
       if (data.error) this.job.error = data.error;
       if (data.recommended_iteration !== undefined) {
         this.job.recommended_iteration = data.recommended_iteration;
@@ -1094,7 +1095,6 @@ class JobView {
       alt: `SR preview of frame 0 after iteration ${k}`,
       width: 256,
       height: 256,
-      decoding: "async",
     });
     const thumb = h(
       "button",

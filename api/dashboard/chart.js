@@ -160,10 +160,15 @@ export function lineChart(opts) {
       );
       return;
     }
-    // About one tick per 50 px: small panels stay legible.
-    const ys = yScale(values, panel.log, Math.max(2, Math.floor(panelH / 50)));
+    // About one tick per 45 px: small panels stay legible.
+    const ys = yScale(values, panel.log, Math.max(2, Math.floor(panelH / 45)));
     const Y = (v) => bottom - ((ys.map(v) - ys.lo) / (ys.hi - ys.lo)) * panelH;
-    for (const t of ys.ticks) {
+    // Thin the ticks of a short panel so that their labels never touch.
+    let ticks = ys.ticks;
+    while (ticks.length > Math.max(2, Math.floor(panelH / 20))) {
+      ticks = ticks.filter((_, j) => j % 2 === 0);
+    }
+    for (const t of ticks) {
       const y = Y(t);
       if (y < top - 0.5 || y > bottom + 0.5) continue;
       g.append(el("line", { x1: m.left, x2: m.left + plotW, y1: y, y2: y, class: "grid" }));

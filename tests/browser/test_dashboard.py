@@ -25,6 +25,15 @@ def sign_in(page: Any, service: Service) -> None:
     page.locator("#workspace").wait_for(state="visible")
 
 
+def screenshot(page: Any, name: str) -> None:
+    """Into test-artifacts/, once every image is decoded (else it may be painted blank)."""
+    page.evaluate(
+        "() => Promise.all([...document.images].filter(i => i.src)"
+        ".map(i => i.decode().catch(() => null)))"
+    )
+    page.screenshot(path=str(ARTIFACTS / name))
+
+
 def job_count(service: Service) -> int:
     resp = service.client.get("/v1/jobs", params={"limit": 1})
     assert resp.status_code == 200, resp.text
@@ -107,10 +116,10 @@ def test_submit_follow_and_reconstruct(
             re.compile(r"\brecommended\b")
         )
         expect(page.locator(".iter-card.recommended")).to_have_count(1)
-        assert page.locator("#loss-chart line.highlight").count() == 1
+        expect(page.locator("#loss-chart line.highlight")).to_have_count(1)
 
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
+    screenshot(page, "dashboard.png")
 
     # -- reconstruct iteration 1 and play the MP4 (fetched with the key, blob URL)
     page.get_by_role("button", name="Reconstruct the stack with iteration 1").click()
@@ -150,11 +159,11 @@ def test_submit_follow_and_reconstruct(
     saved.unlink()
 
     recon.scroll_into_view_if_needed()
-    page.screenshot(path=str(ARTIFACTS / "dashboard-reconstruction.png"))
+    screenshot(page, "dashboard-reconstruction.png")
     # The whole job page in one picture: a viewport tall enough for everything.
     page.set_viewport_size({"width": VIEWPORT["width"], "height": 2000})
     page.locator("#content").evaluate("el => { el.scrollTop = 0; }")
-    page.screenshot(path=str(ARTIFACTS / "dashboard-full.png"))
+    screenshot(page, "dashboard-full.png")
     assert page.problems == []
     print(
         f"\njob {job_id}: succeeded after {t_job:.1f} s; "
