@@ -310,6 +310,9 @@ def _edges_with_bar(data: Any) -> Any:
 @functools.cache
 def _register_service_commands() -> None:
     """Attach serve/worker/users/db commands when the service packages are installed."""
+    from saft_cli.client_commands import register as register_client
+
+    register_client(cli)
     try:
         from saft_cli.service_commands import register
     except ImportError as exc:  # a science-only install still has the local commands

@@ -25,6 +25,18 @@ class SaftClientError(Exception):
         self.message = message
         self.field = field
 
+    def summary(self) -> tuple[str | None, str]:
+        """(field, message) for a one-line report, without naming the field twice.
+
+        The API's details may already read ``field: message`` (or list several fields).
+        """
+        field, message = self.field, " ".join(self.message.split())
+        if field and message.startswith(f"{field}: "):
+            message = message[len(field) + 2 :]
+        elif field and f"{field}: " in message:
+            field = None  # a detail that names every offending field itself
+        return field, message
+
 
 class SaftConnectionError(SaftClientError):
     """The service could not be reached, or the connection broke mid-request."""
@@ -68,8 +80,9 @@ class SaftAPIError(SaftClientError):
         super().__init__(detail or title, field=field)
 
     def __str__(self) -> str:
-        where = f" ({self.field})" if self.field else ""
-        return f"{self.status} {self.title}{where}: {self.message}"
+        field, message = self.summary()
+        where = f" ({field})" if field else ""
+        return f"{self.status} {self.title}{where}: {message}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(status={self.status}, detail={self.detail!r})"
