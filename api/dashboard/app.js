@@ -657,7 +657,10 @@ class JobView {
       "Cancel job",
     );
     this.liveNode = h("span", { class: "live", "data-status": "connecting" }, "connecting…");
-    this.statusNode = h("div", { class: "job-status card", "aria-live": "polite" });
+    // Not a live region itself (it changes every second while running): only state
+    // changes are announced, through the visually hidden announcer.
+    this.statusNode = h("div", { class: "job-status card" });
+    this.announcer = h("p", { class: "sr-only", "aria-live": "polite" });
     this.lossChart = h("div", { class: "chart-box", id: "loss-chart" });
     this.lossLegend = h("div", { class: "legend", role: "group", "aria-label": "loss series" });
     this.logToggle = h("input", {
@@ -689,6 +692,7 @@ class JobView {
         h("div", {}, title, this.subtitle),
         h("div", { class: "job-actions" }, this.liveNode, this.cancelButton),
       ),
+      this.announcer,
       this.statusNode,
       h(
         "div",
@@ -879,6 +883,11 @@ class JobView {
     const at = data?.at;
     if (event === "state") {
       const wasFinal = FINAL.has(this.job.state);
+      if (wasFinal) {
+        // History replayed for a finished job: the job loaded with the page is newer.
+        this.addLog(`state → ${data.state}${data.error ? `: ${data.error}` : ""}`, at);
+        return;
+      }
       this.job.state = data.state;
       if (data.state === "succeeded") this.job.progress = 1;
       if (data.error) this.job.error = data.error;
@@ -886,9 +895,10 @@ class JobView {
         this.job.recommended_iteration = data.recommended_iteration;
       }
       this.addLog(`state → ${data.state}${data.error ? `: ${data.error}` : ""}`, at);
+      this.announcer.textContent = `Job ${shortId(this.id)} ${data.state}.`;
       this.renderStatus();
       this.scheduleReload();
-      if (!wasFinal) refreshJobs();
+      refreshJobs();
     } else if (event === "progress") {
       if (FINAL.has(this.job.state)) return; // history replayed after the end
       this.job.progress = data.progress;
