@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/install-browser.sh  # Debian chromium for the dashboard's browser test
 . .venv/bin/activate
 ruff check .
 python -m pytest "$@"
