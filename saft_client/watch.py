@@ -243,6 +243,7 @@ class Watcher:
         previous = self._observed.get(name)
         self._observed[name] = seen
         if previous != seen:
+            self._unreadable_since.pop(name, None)  # it is being written: not stuck
             return  # first sight, or still being written: wait for one more poll
         if not is_complete_tiff(path) or (edge is not None and not is_complete_tiff(edge)):
             since = self._unreadable_since.setdefault(name, time.monotonic())

@@ -372,6 +372,11 @@ def test_download_resumes_a_partial_file_and_equals_a_full_download(
     client.download(rec.tiff_url, bare, on_progress=lambda d, t: starts.append(d))
     assert starts[0] == 1000 and bare.read_bytes() == full
 
+    # A part as long as the artifact cannot be a prefix of a longer one (416): restarted.
+    whole = tmp_path / "whole.tif"
+    whole.with_name("whole.tif.part").write_bytes(full)
+    assert client.download(rec.tiff_url, whole).read_bytes() == full
+
     # Leftovers of another artifact saved under the same name are not continued.
     other = tmp_path / "other.tif"
     other.with_name("other.tif.part").write_bytes(b"\0" * 5000)
