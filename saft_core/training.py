@@ -123,7 +123,7 @@ def train_base(
 
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     try:
         if threads is not None:
             torch.set_num_threads(int(threads))
@@ -156,6 +156,8 @@ def train_base(
         "den": round(t_den, 1),
         "eval": round(t_eval, 1),
         "total": round(time.perf_counter() - started, 1),
+        # CPU time of this process: the wall time above grows when the machine is shared.
+        "cpu_total": round(time.process_time() - cpu_started, 1),
     }
     card = _card(cfg, seed, steps, den_steps, n_threads, seconds, sr, den, metrics)
     card["loss_history"] = {"sr": sr_hist, "den": den_hist}
@@ -306,12 +308,15 @@ def sr_loss(pred: torch.Tensor, target: torch.Tensor, grad_weight: float) -> tor
     return loss
 
 
-def _train_sr(data: TrainingData, cfg: TrainConfig, steps: int, seed: int, tick):
+def _train_sr(
+    data: TrainingData, cfg: TrainConfig, steps: int, seed: int, tick: Callable[[dict], None]
+) -> tuple[nn.Module, list[list[float]]]:
+    """The SR network trained on [edge, LR] crops against the 4x structure target."""
     torch.manual_seed(seed)
     model = build_sr(cfg.sr, seed=seed).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
     crops = _Crops(data, cfg.crop, np.random.default_rng([seed, 1]))
-    return model.eval(), _loop(
+    history = _loop(
         model,
         opt,
         steps,
@@ -322,14 +327,18 @@ def _train_sr(data: TrainingData, cfg: TrainConfig, steps: int, seed: int, tick)
         "sr",
         tick,
     )
+    return model.eval(), history
 
 
-def _train_den(data: TrainingData, cfg: TrainConfig, steps: int, seed: int, tick):
+def _train_den(
+    data: TrainingData, cfg: TrainConfig, steps: int, seed: int, tick: Callable[[dict], None]
+) -> tuple[nn.Module, list[list[float]]]:
+    """The DEN trained to map noisy normalised LR crops to their noiseless version (L1)."""
     torch.manual_seed(seed + 1)
     model = build_den(cfg.den, seed=seed + 1).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.den_lr, betas=(0.9, 0.99))
     crops = _Crops(data, cfg.crop, np.random.default_rng([seed, 2]))
-    return model.eval(), _loop(
+    history = _loop(
         model,
         opt,
         steps,
@@ -340,9 +349,20 @@ def _train_den(data: TrainingData, cfg: TrainConfig, steps: int, seed: int, tick
         "den",
         tick,
     )
+    return model.eval(), history
 
 
-def _loop(model, opt, steps, base_lr, cfg, batch_fn, loss_fn, phase, tick) -> list[list[float]]:
+def _loop(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    steps: int,
+    base_lr: float,
+    cfg: TrainConfig,
+    batch_fn: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    phase: str,
+    tick: Callable[[dict], None],
+) -> list[list[float]]:
     """Plain supervised loop; returns [[step, mean loss since the last entry], ...]."""
     every = max(steps // LOG_POINTS, 1)
     history: list[list[float]] = []
@@ -522,7 +542,8 @@ def render_card(card: dict[str, Any]) -> str:
         "",
         "## Run",
         f"- Seconds: data {s['data']}, SR {s['sr']}, DEN {s['den']}, evaluation {s['eval']}, "
-        f"total {s['total']}, with {card['threads']} torch thread(s).",
+        f"total {s['total']} (process CPU time {s['cpu_total']}), with {card['threads']} "
+        "torch thread(s).",
         "- Versions: " + ", ".join(f"{k} {val}" for k, val in card["versions"].items()) + ".",
         "",
         "## Validation (held-out stack)",
