@@ -186,7 +186,11 @@ class _Run:
         self.tile = min(params.tile, height, width)
         self.window = min(params.window, n_frames)
         self.origins = _grid(height, width, self.tile)
-        self.total_steps = params.n_iterations * len(self.origins)
+        # Reference: one random window per tile per iteration. By default an iteration draws
+        # enough windows per tile to visit every frame about once, so a long stack is used.
+        self.windows_per_tile = params.windows_per_tile or math.ceil(n_frames / self.window)
+        self.steps_per_iteration = len(self.origins) * self.windows_per_tile
+        self.total_steps = params.n_iterations * self.steps_per_iteration
         self.steps_done = 0
         self.compute_metrics = True
         self.opt = torch.optim.Adam(model.parameters(), lr=params.lr)
@@ -260,7 +264,7 @@ class _Run:
     def iteration(self, k: int) -> dict[str, float]:
         """One pass over the tile grid; returns the mean of each loss component."""
         rng = np.random.default_rng([self.params.seed, k])
-        order = rng.permutation(len(self.origins))
+        order = rng.permutation(np.repeat(np.arange(len(self.origins)), self.windows_per_tile))
         n_frames = self.x.shape[0]
         sums: dict[str, float] = {}
         if self.params.mode == "wsf":
@@ -451,7 +455,7 @@ class _Run:
             self.den_opt.load_state_dict(saft["den_optimizer"])
         self.sigma = None if saft["sigma"] is None else float(saft["sigma"])
         k = int(saft["iteration"])
-        self.steps_done = k * len(self.origins)
+        self.steps_done = k * self.steps_per_iteration
         self.records = [dict(r) for r in saft.get("records", [])]
         return k
 

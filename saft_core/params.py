@@ -39,6 +39,9 @@ class SaftParams:
     background: Background = "fit"
     tile: int = 64  # LR pixels per training tile side
     window: int = 5  # adjacent frames per training window
+    # Random windows per tile in one iteration; None = enough to visit every frame about once
+    # (ceil(T / window)); 1 = the reference implementation (one window per tile).
+    windows_per_tile: int | None = None
 
     @property
     def n_iterations(self) -> int:
@@ -94,6 +97,12 @@ class SaftParams:
         if not isinstance(self.window, int) or not 3 <= self.window <= 15 or self.window % 2 == 0:
             raise InvalidParameterError(
                 "window must be an odd integer from 3 to 15", field="window"
+            )
+        w = self.windows_per_tile
+        if w is not None and (not isinstance(w, int) or isinstance(w, bool) or not 1 <= w <= 100):
+            raise InvalidParameterError(
+                "windows_per_tile must be an integer from 1 to 100 (or null for auto)",
+                field="windows_per_tile",
             )
         return self
 
