@@ -186,8 +186,8 @@ class _Run:
         self.tile = min(params.tile, height, width)
         self.window = min(params.window, n_frames)
         self.origins = _grid(height, width, self.tile)
-        # Reference: one random window per tile per iteration. By default an iteration draws
-        # enough windows per tile to visit every frame about once, so a long stack is used.
+        # Reference: one random window per tile per iteration; None draws enough windows per
+        # tile to visit every frame about once.
         self.windows_per_tile = params.windows_per_tile or math.ceil(n_frames / self.window)
         self.steps_per_iteration = len(self.origins) * self.windows_per_tile
         self.total_steps = params.n_iterations * self.steps_per_iteration

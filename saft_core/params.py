@@ -39,9 +39,9 @@ class SaftParams:
     background: Background = "fit"
     tile: int = 64  # LR pixels per training tile side
     window: int = 5  # adjacent frames per training window
-    # Random windows per tile in one iteration; None = enough to visit every frame about once
-    # (ceil(T / window)); 1 = the reference implementation (one window per tile).
-    windows_per_tile: int | None = None
+    # Random windows per tile in one iteration: 1 = the reference implementation; None = enough
+    # to visit every frame about once (ceil(T / window)), T/5 times the compute per iteration.
+    windows_per_tile: int | None = 1
 
     @property
     def n_iterations(self) -> int:

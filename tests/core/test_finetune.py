@@ -122,3 +122,17 @@ def test_single_frame_skips_hessian(data):
         on_iteration=seen.append,
     )
     assert "hessian" not in seen[1].losses
+
+
+def test_windows_per_tile_sets_steps_per_iteration(data):
+    totals = {}
+    for w in (1, None):
+        seen = []
+        _run(
+            data,
+            SaftParams(iterations=1, tile=16, windows_per_tile=w),
+            on_progress=lambda done, total, info: seen.append(total),
+        )
+        totals[w] = seen[-1]
+    assert totals[1] == 4  # 2x2 tiles, one window each (the reference)
+    assert totals[None] == 4 * 2  # 6 frames / 5-frame windows -> 2 windows per tile
