@@ -131,7 +131,7 @@ def test_windows_per_tile_sets_steps_per_iteration(data):
         _run(
             data,
             SaftParams(iterations=1, tile=16, windows_per_tile=w),
-            on_progress=lambda done, total, info: seen.append(total),
+            on_progress=lambda done, total, info, seen=seen: seen.append(total),
         )
         totals[w] = seen[-1]
     assert totals[1] == 4  # 2x2 tiles, one window each (the reference)
