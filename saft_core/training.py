@@ -561,6 +561,22 @@ def render_card(card: dict[str, Any]) -> str:
     for name in ("den", "noisy"):
         if name in v:
             lines.append(f"| {name} vs noiseless LR | {v[name]['psnr']:.2f} | | |")
+    lines += [
+        "",
+        "## Intended use and limits",
+        "- Starting point for SAFT fine-tuning and for the artifact experiments: the networks "
+        "have seen only the simulator's TRAINING condition. On shifted data (lower SNR, wider "
+        "PSF, higher background, other structures) they are expected to hallucinate "
+        "structure; that is what SAFT adapts away. They are not a substitute for the "
+        "published SFSRM weights on real data.",
+        "- SR output is structure only (no background or camera offset), in LR-normalised "
+        "units; reconstruction multiplies it by the LR stack's max.",
+        "",
+        "## Reproduce",
+        f"`python bench/train_default.py --steps {card['steps']['sr']} --seed {card['seed']} "
+        f"--threads {card['threads']}` (or `saft train-base`). With 1 thread the weights are "
+        "bit-identical between runs on the same software versions.",
+    ]
     if "files" in card:
         lines += ["", "## Files"]
         lines += [
