@@ -261,14 +261,12 @@ def reconstruct(
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=None, help="torch threads (default: all cores).")
-def train_base(out: Path, steps: int | None, seed: int, threads: int | None) -> None:
+def train_base(out: Path, steps: int, seed: int, threads: int | None) -> None:
     """Train the small default SR and DEN models on the simulator's training condition."""
     from saft_core.training import train_base as run_train
 
-    kwargs: dict[str, Any] = {"seed": seed, "threads": threads}
-    if steps is not None:
-        kwargs["steps"] = steps
-    card = run_train(out, **kwargs)
+    with _bar(None, "training", "step") as bar:
+        card = run_train(out, steps=steps, seed=seed, threads=threads, progress=_bar_progress(bar))
     click.echo(json.dumps(card, indent=2, default=str))
 
 

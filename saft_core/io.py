@@ -12,7 +12,6 @@ import contextlib
 import logging
 import math
 import os
-import uuid
 import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
+from saft_core.atomic import atomic_path, temp_name
 from saft_core.errors import InvalidStackError, ShapeMismatchError
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def write_stack(
     if arr.ndim != 3:
         raise ValueError(f"write_stack expects (T, H, W) or (H, W) data, got shape {arr.shape}")
     path = Path(path)
-    with _atomic_path(path) as tmp, warnings.catch_warnings():
+    with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tifffile warns when ImageJ files exceed 4 GB
         tifffile.imwrite(tmp, np.ascontiguousarray(arr), **_imagej_kwargs(pixel_size))
 
@@ -159,7 +159,7 @@ class StackWriter:
         self._frame_bytes = self.shape[0] * self.shape[1] * 4
 
     def __enter__(self) -> StackWriter:
-        self._tmp = _temp_name(self.path)
+        self._tmp = temp_name(self.path)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # > 4 GB ImageJ files keep one IFD only
@@ -386,24 +386,6 @@ def _imagej_kwargs(pixel_size: float | None) -> dict[str, Any]:
         metadata["unit"] = "um"
         kwargs["resolution"] = (1.0 / pixel_size, 1.0 / pixel_size)
     return kwargs
-
-
-def _temp_name(path: Path) -> Path:
-    """A hidden sibling of ``path``: same directory, so os.replace is an atomic rename."""
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-
-
-@contextlib.contextmanager
-def _atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path; rename it to ``path`` on success, remove it on error."""
-    tmp = _temp_name(path)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
 
 
 def _first_line(exc: BaseException) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from saft_core.atomic import atomic_path
 from saft_core.errors import CheckpointError, InvalidParameterError
 
 Kind = Literal["sr", "den"]
@@ -307,17 +307,10 @@ def save_checkpoint(
 def save_checkpoint_dict(path: str | Path, ckpt: Mapping[str, Any]) -> Path:
     """torch.save an already-built checkpoint dict atomically (temp file + os.replace)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(dict(ckpt), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(dict(ckpt), fh)
+        fh.flush()
+        os.fsync(fh.fileno())
     return path
 
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from saft_core.atomic import write_text
 from saft_core.finetune import FinetuneSummary, IterationResult
 from saft_core.networks import save_checkpoint_dict
 from saft_core.video import write_preview
@@ -78,10 +77,10 @@ class RunDir:
         writer.writeheader()
         for rec in records:
             writer.writerow({c: _fmt(rec.get(c)) for c in columns})
-        atomic_write_text(self.record_csv, buf.getvalue())
+        write_text(self.record_csv, buf.getvalue())
 
     def write_run_json(self, info: dict[str, Any]) -> None:
-        atomic_write_text(self.run_json, json.dumps(info, indent=2, sort_keys=True) + "\n")
+        write_text(self.run_json, json.dumps(info, indent=2, sort_keys=True) + "\n")
 
     def load_records(self) -> None:
         """Re-read the CSV (used when a run resumes in an existing directory)."""
@@ -113,19 +112,6 @@ def summary_json(summary: FinetuneSummary, **extra: Any) -> dict[str, Any]:
         "stopped_early": summary.stopped_early,
         **extra,
     }
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text to path via a temp file in the same directory and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _fmt(v: Any) -> Any:
