@@ -43,6 +43,7 @@ SHIFTED = {
     "other_structure": simulate.OTHER_STRUCTURE,
 }
 HELD_OUT_SEED = 777_000
+MODELS = {"sr": "default", "den": "default"}  # overridable for experiments (--sr-model)
 
 
 def super_resolve(model: torch.nn.Module, x: np.ndarray, e: np.ndarray) -> np.ndarray:
@@ -101,7 +102,12 @@ def run_condition(
 
     t0 = time.perf_counter()
     summary = finetune(
-        sim.lr, edges, params, sr_model="default", den_model="default", on_iteration=on_iteration
+        sim.lr,
+        edges,
+        params,
+        sr_model=MODELS["sr"],
+        den_model=MODELS["den"],
+        on_iteration=on_iteration,
     )
     return {
         "condition": name,
@@ -150,7 +156,14 @@ def real_microtubule(params: SaftParams) -> dict[str, Any]:
             }
         )
 
-    summary = finetune(wf, edge, params, on_iteration=on_iteration)
+    summary = finetune(
+        wf,
+        edge,
+        params,
+        sr_model=MODELS["sr"],
+        den_model=MODELS["den"],
+        on_iteration=on_iteration,
+    )
     return {"recommended": summary.recommended_iteration, "rows": rows}
 
 
@@ -165,6 +178,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-ablation", action="store_true")
     ap.add_argument("--no-real", action="store_true")
+    ap.add_argument("--sr-model", default="default")
+    ap.add_argument("--den-model", default="default")
     ap.add_argument("--render-only", action="store_true", help="re-render from science.json")
     ap.add_argument(
         "--variant",
@@ -177,6 +192,7 @@ def main() -> None:
         render(json.loads((args.out / "science.json").read_text()), args.out)
         return
     torch.set_num_threads(args.threads)
+    MODELS.update(sr=args.sr_model, den=args.den_model)
     base = SaftParams(iterations=args.iterations)
     if args.lr is not None:
         base = base.with_(lr=args.lr)
