@@ -138,8 +138,11 @@ class _WorkerSupervisor:
         return self
 
     def _spawn(self) -> None:
-        # Own session: Ctrl-C reaches serve only, which then stops the worker in order.
-        self.proc = subprocess.Popen(self.argv, start_new_session=True)
+        # Own process group: Ctrl-C reaches serve only, which then stops the worker in order;
+        # and the kernel SIGTERMs the worker if serve itself is killed (no orphan workers).
+        from worker.embedded import die_with_parent
+
+        self.proc = subprocess.Popen(self.argv, preexec_fn=die_with_parent)
 
     def _watch(self) -> None:
         while not self._stopping.wait(1.0):

@@ -94,7 +94,7 @@ class EmbeddedRedis:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -146,8 +146,8 @@ class EmbeddedRedis:
         self.stop()
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGTERM the broker if the serve process dies without stopping it."""
+def die_with_parent() -> None:
+    """Linux (preexec_fn): SIGTERM this child if serve dies without stopping it."""
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         pr_set_pdeathsig = 1

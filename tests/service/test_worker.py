@@ -318,3 +318,52 @@ def test_saft_serve_embedded_default(short_tmp: Any, monkeypatch: pytest.MonkeyP
             raise
     assert not (data / "redis.sock").exists()  # the broker was stopped cleanly
     assert "Warm shutdown" in log_path.read_text()
+
+
+def _pids_with(needle: str) -> list[int]:
+    """Live processes whose command line contains ``needle`` (Linux /proc)."""
+    from pathlib import Path
+
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if needle in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                    found.append(int(d.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_killed_serve_leaves_no_orphan_worker_or_broker(short_tmp: Any):
+    """SIGKILL on serve: the kernel stops its worker and Redis (no orphan burning a CPU)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAFT_")}
+    env["OMP_NUM_THREADS"] = "1"
+    data = short_tmp / "k"
+    log_path = short_tmp / "serve-kill.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "saft_cli.main", "serve", "--data-dir", str(data),
+             "--port", "0"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    worker_tag = f"saft0-{proc.pid}@"
+    try:
+        _wait(lambda: " ready." in log_path.read_text(), 90, "the worker")
+        workers = _pids_with(worker_tag)
+        brokers = _pids_with(str(data / "redis.sock"))
+        assert workers and brokers, log_path.read_text()
+        proc.kill()
+        proc.wait(10)
+        _wait(lambda: not _pids_with(worker_tag), 30, "the orphaned worker to exit")
+        _wait(lambda: not _pids_with(str(data / "redis.sock")), 30, "the broker to exit")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in _pids_with(worker_tag):
+            os.kill(pid, signal.SIGKILL)
