@@ -29,3 +29,10 @@ def test_rse_guard_skips_iterations_that_add_artifacts():
 
 def test_no_trained_iterations():
     assert recommend_iteration(_records([])) is None
+
+
+def test_resolution_guard_skips_iterations_that_lose_resolution():
+    recs = _records([1.0, 0.6, 0.4, 0.39, 0.388])
+    for r, res in zip(recs, [2.0, 2.0, 2.0, 2.0, 3.0, 2.1], strict=True):
+        r["resolution"] = res
+    assert recommend_iteration(recs) == 5
