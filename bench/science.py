@@ -335,6 +335,11 @@ def render(results: dict[str, Any], out: Path) -> None:
         "frame (SQUIRREL); resolution = decorrelation estimate in SR pixels; background "
         "ratio = mean SR where the truth is empty / mean SR on structures (haze).",
         "",
+    ]
+    notes = out / "science-notes.md"
+    if notes.is_file():  # the hand-written reading of these numbers
+        lines += [notes.read_text().strip(), ""]
+    lines += [
         "## Pretrained vs recommended iteration",
         "",
         *summary_rows(results),
