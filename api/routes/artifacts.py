@@ -102,13 +102,34 @@ def iteration_preview_tif(
     )
 
 
-def _finished(rec: Reconstruction) -> None:
+def _finished(rec: Reconstruction) -> Reconstruction:
     if rec.state != "succeeded":
         raise Problem(
             409,
             f"reconstruction {rec.id} is {rec.state}; its files exist once it has succeeded",
             slug="not-ready",
         )
+    return rec
+
+
+def _reconstruction_file(
+    request: Request,
+    storage: Any,
+    rec: Reconstruction,
+    rel_path: str | None,
+    suffix: str,
+    media_type: str,
+) -> Response:
+    """Stream one output file of a finished reconstruction (the MP4 plays inline)."""
+    if not rel_path:
+        raise not_found(f"{suffix.upper()} of reconstruction", rec.id)
+    return file_response(
+        request,
+        storage.resolve(rel_path),
+        download_name=f"reconstruction-{rec.id}.{suffix}",
+        media_type=media_type,
+        inline=media_type.startswith("video/"),
+    )
 
 
 @_download(
@@ -119,16 +140,8 @@ def _finished(rec: Reconstruction) -> None:
 def reconstruction_tiff(
     recon_id: ReconId, request: Request, user: UserDep, session: SessionDep, storage: StorageDep
 ) -> Response:
-    rec = owned(session, Reconstruction, recon_id, user, "reconstruction")
-    _finished(rec)
-    if not rec.tiff_path:
-        raise not_found("TIFF of reconstruction", rec.id)
-    return file_response(
-        request,
-        storage.resolve(rec.tiff_path),
-        download_name=f"reconstruction-{rec.id}.tif",
-        media_type="image/tiff",
-    )
+    rec = _finished(owned(session, Reconstruction, recon_id, user, "reconstruction"))
+    return _reconstruction_file(request, storage, rec, rec.tiff_path, "tif", "image/tiff")
 
 
 @_download(
@@ -139,17 +152,8 @@ def reconstruction_tiff(
 def reconstruction_mp4(
     recon_id: ReconId, request: Request, user: UserDep, session: SessionDep, storage: StorageDep
 ) -> Response:
-    rec = owned(session, Reconstruction, recon_id, user, "reconstruction")
-    _finished(rec)
-    if not rec.mp4_path:
-        raise not_found("MP4 of reconstruction", rec.id)
-    return file_response(
-        request,
-        storage.resolve(rec.mp4_path),
-        download_name=f"reconstruction-{rec.id}.mp4",
-        media_type="video/mp4",
-        inline=True,
-    )
+    rec = _finished(owned(session, Reconstruction, recon_id, user, "reconstruction"))
+    return _reconstruction_file(request, storage, rec, rec.mp4_path, "mp4", "video/mp4")
 
 
 @_download(
