@@ -64,7 +64,9 @@ def wait_js(page: Any, expression: str, timeout: float, what: str) -> Any:
 # ---- browser ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an asyncio loop running until it
+# stops, and later test modules (the async client's) need asyncio.run to work.
+@pytest.fixture(scope="module")
 def playwright_api() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
@@ -76,7 +78,7 @@ def playwright_api() -> Iterator[Any]:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_api: Any) -> Iterator[Any]:
     b = playwright_api.chromium.launch(
         executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
