@@ -14,7 +14,16 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api import problems
-from api.routes import artifacts, dashboard, datasets, health, jobs, models, reconstructions
+from api.routes import (
+    artifacts,
+    dashboard,
+    datasets,
+    health,
+    jobs,
+    metrics,
+    models,
+    reconstructions,
+)
 from api.sse import SSEConfig
 from api.uploads import clean_stale_temp
 from persistence.settings import Settings, get_settings
@@ -56,6 +65,7 @@ def create_app(settings: Settings | None = None, *, sse: SSEConfig | None = None
     for module in (health, datasets, models, jobs, reconstructions, artifacts):
         app.include_router(module.router)
     app.include_router(dashboard.router)
+    app.include_router(metrics.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

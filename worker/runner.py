@@ -38,6 +38,7 @@ from persistence.storage import Storage
 from saft_core.errors import Cancelled, SaftError
 from saft_core.params import SaftParams
 from worker.heartbeat import Heartbeat
+from worker.joblog import JOB_LOG, job_log
 
 log = logging.getLogger(__name__)
 
@@ -101,22 +102,23 @@ def run_job(job_id: str, settings: Settings | None = None) -> str:
         if not claim_job(s, job_id, worker):
             log.info("job %s is not queued (already taken, cancelled or gone): skipped", job_id)
             return "skipped"
-    log.info("job %s claimed by %s", job_id, worker)
-    with Heartbeat(Job, job_id, worker, settings.heartbeat_s) as hb:
-        control = Control(Job, job_id, hb, time.monotonic() + settings.job_time_limit_s)
-        try:
-            recommended = _finetune(job_id, worker, settings, control)
-        except (Cancelled, ClaimLost) as exc:
-            return _stopped(Job, job_id, worker, control, settings, exc)
-        except SaftError as exc:
-            return _fail(Job, job_id, worker, exc.message)
-        except Exception as exc:
-            log.exception("job %s failed", job_id)
-            return _fail(Job, job_id, worker, _internal(exc))
-    with session_scope() as s:
-        finish_job(s, job_id, "succeeded", worker=worker, recommended_iteration=recommended)
-    log.info("job %s succeeded", job_id)
-    return "succeeded"
+    with job_log(job_id, Storage(settings.data_dir).job_dir(job_id) / JOB_LOG):
+        log.info("job %s claimed by %s", job_id, worker)
+        with Heartbeat(Job, job_id, worker, settings.heartbeat_s) as hb:
+            control = Control(Job, job_id, hb, time.monotonic() + settings.job_time_limit_s)
+            try:
+                recommended = _finetune(job_id, worker, settings, control)
+            except (Cancelled, ClaimLost) as exc:
+                return _stopped(Job, job_id, worker, control, settings, exc)
+            except SaftError as exc:
+                return _fail(Job, job_id, worker, exc.message)
+            except Exception as exc:
+                log.exception("job %s failed", job_id)
+                return _fail(Job, job_id, worker, _internal(exc))
+        with session_scope() as s:
+            finish_job(s, job_id, "succeeded", worker=worker, recommended_iteration=recommended)
+        log.info("job %s succeeded", job_id)
+        return "succeeded"
 
 
 def _finetune(job_id: str, worker: str, settings: Settings, control: Control) -> int | None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy import select
 
-from api.deps import SessionDep, SettingsDep, UserDep, owned, root_path
+from api.deps import SessionDep, SettingsDep, StorageDep, UserDep, owned, root_path
 from api.job_checks import check_job_request
 from api.pagination import PageDep, fetch_page, make_page
 from api.problems import Problem, invalid, problem_responses
@@ -25,6 +25,7 @@ from api.sse import SSEConfig, job_event_stream
 from persistence.jobs import create_job, find_idempotent, request_cancel
 from persistence.models import Iteration, Job
 from worker import queue as job_queue
+from worker.joblog import JOB_LOG
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(401))
 
@@ -137,6 +138,28 @@ def list_iterations(
         recommended_iteration=job.recommended_iteration,
         items=[iteration_out(it, job, root) for it in rows],
     )
+
+
+@router.get(
+    "/{job_id}/log",
+    response_class=PlainTextResponse,
+    summary="The job's worker log (JSON lines)",
+    responses={
+        200: {
+            "description": "one JSON object per line (time, level, logger, job_id, message); "
+            "empty until the job starts",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        **problem_responses(404),
+    },
+)
+def job_log(
+    job_id: JobId, user: UserDep, session: SessionDep, storage: StorageDep
+) -> PlainTextResponse:
+    job = owned(session, Job, job_id, user, "job")
+    path = storage.job_dir(job.id) / JOB_LOG
+    text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    return PlainTextResponse(text)
 
 
 @router.post(

@@ -143,6 +143,10 @@ def test_runner_success_writes_a_cli_run_dir(saft_env: Any, tiny_job_inputs: Any
     with session_scope() as s:
         kinds = s.scalars(select(JobEvent.kind).where(JobEvent.job_id == job_id)).all()
     assert kinds.count("iteration") == 3 and kinds[0] == "state" and kinds[-1] == "state"
+    # The per-job log (served by GET /v1/jobs/{id}/log): JSON lines naming the job.
+    log_lines = [json.loads(x) for x in (st.job_dir(job_id) / "job.log").read_text().splitlines()]
+    assert log_lines and all(r["job_id"] == job_id for r in log_lines)
+    assert any("iteration 2 committed" in r["message"] for r in log_lines)
 
     # Reconstruction with iteration 1's checkpoint, streamed to a TIFF.
     import tifffile
