@@ -62,7 +62,7 @@ class IterationResult:
         """Flat, JSON-ready row for CSV files and database rows (no arrays)."""
         return {
             "iteration": self.iteration,
-            **{k: self.losses.get(k) for k in self.losses},
+            **self.losses,
             "rse": self.rse,
             "rsp": self.rsp,
             "resolution": self.resolution,
