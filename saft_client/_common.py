@@ -131,26 +131,19 @@ def _looks_like_path(text: str, suffixes: tuple[str, ...]) -> bool:
 
 def dataset_ref(value: Any, field: str) -> Ref | None:
     """A path to upload or a dataset id; a path-looking string that is no file is an error."""
-    if value is None:
-        return None
-    if isinstance(value, Dataset):
-        return Ref(id=value.id)
-    if isinstance(value, os.PathLike) or (isinstance(value, str) and Path(value).is_file()):
-        path = Path(value)
-        if not path.is_file():
-            raise SaftClientError(f"no such file: {path}", field=field)
-        return Ref(path=path)
-    text = str(value).strip()
-    if not text or _looks_like_path(text, STACK_SUFFIXES):
-        raise SaftClientError(f"no such file: {text or repr(value)}", field=field)
-    return Ref(id=text)
+    return _ref(value, field, Dataset, STACK_SUFFIXES)
 
 
 def model_ref(value: Any, field: str) -> Ref | None:
     """'default', a model id, or a checkpoint file to upload."""
+    return _ref(value, field, Model, MODEL_SUFFIXES)
+
+
+def _ref(value: Any, field: str, kind: type, suffixes: tuple[str, ...]) -> Ref | None:
+    """An existing file (to upload), an object of ``kind`` or an id string."""
     if value is None:
         return None
-    if isinstance(value, Model):
+    if isinstance(value, kind):
         return Ref(id=value.id)
     if isinstance(value, os.PathLike) or (isinstance(value, str) and Path(value).is_file()):
         path = Path(value)
@@ -158,7 +151,7 @@ def model_ref(value: Any, field: str) -> Ref | None:
             raise SaftClientError(f"no such file: {path}", field=field)
         return Ref(path=path)
     text = str(value).strip()
-    if not text or _looks_like_path(text, MODEL_SUFFIXES):
+    if not text or _looks_like_path(text, suffixes):
         raise SaftClientError(f"no such file: {text or repr(value)}", field=field)
     return Ref(id=text)
 

@@ -116,8 +116,22 @@ class Model:
         )
 
 
+class _Stateful:
+    """Shared by jobs and reconstructions: both move through the same final states."""
+
+    state: str
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == "succeeded"
+
+
 @dataclass(frozen=True)
-class Job:
+class Job(_Stateful):
     """A fine-tuning job; ``finished`` once it is succeeded, failed or cancelled."""
 
     id: str
@@ -144,14 +158,6 @@ class Job:
     finished_at: datetime | None
     links: Mapping[str, str]
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def finished(self) -> bool:
-        return self.state in FINAL_STATES
-
-    @property
-    def succeeded(self) -> bool:
-        return self.state == "succeeded"
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Job:
@@ -226,7 +232,7 @@ class Iteration:
 
 
 @dataclass(frozen=True)
-class Reconstruction:
+class Reconstruction(_Stateful):
     """A whole-stack reconstruction with one iteration's checkpoint."""
 
     id: str
@@ -245,14 +251,6 @@ class Reconstruction:
     tiff_url: str | None
     mp4_url: str | None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def finished(self) -> bool:
-        return self.state in FINAL_STATES
-
-    @property
-    def succeeded(self) -> bool:
-        return self.state == "succeeded"
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Reconstruction:
