@@ -3,6 +3,9 @@
 One iteration is one pass over the LR tile grid; each step takes one tile with a random
 window of adjacent frames. Randomness is drawn from a generator seeded by (seed, iteration),
 so resuming after iteration k replays exactly what an uninterrupted run would have done.
+With ``ema > 0`` an exponential moving average of the SR weights is kept beside the trained
+weights; it is what previews, metrics and checkpoints show (the trained weights ride along in
+the checkpoint for resuming).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from saft_core.networks import load_model
 from saft_core.normalise import normalise_edges, normalise_lr
 from saft_core.params import SaftParams
 from saft_core.recommend import recommend_iteration
-from saft_core.rsf import degrade, degrade_with_background
+from saft_core.rsf import degrade, degrade_over_background, degrade_with_background
 from saft_core.tiling import tiled_apply
 
 log = logging.getLogger(__name__)
@@ -194,6 +197,12 @@ class _Run:
         self.steps_done = 0
         self.compute_metrics = True
         self.opt = torch.optim.Adam(model.parameters(), lr=params.lr)
+        # The averaged weights live in a copy of the network (None: averaging is off).
+        self.averaged: nn.Module | None = (
+            copy.deepcopy(model).eval().requires_grad_(False) if params.ema > 0 else None
+        )
+        self.bg: np.ndarray | None = None  # background map (T, H, W) for background="map"
+        self.empty: np.ndarray | None = None  # LR empty mask (T, H, W) for haze_level > 0
         self.den: nn.Module | None = None
         self.den_opt: torch.optim.Optimizer | None = None
         self.sigma: float | None = None
@@ -216,6 +225,12 @@ class _Run:
             rotated = _infer(self.frozen, losses.rot180(inp), self.scale)
             self.y_rot[t] = losses.rot180_inv(torch.from_numpy(rotated))[0, 0].numpy()
         self.sigma = self._resolve_sigma()
+        if self.params.background == "map" or self.params.haze_level > 0:
+            from saft_core.background import empty_mask, estimate_background
+
+            bg = estimate_background(self.x.numpy())
+            self.bg = bg if self.params.background == "map" else None
+            self.empty = empty_mask(self.x.numpy(), bg) if self.params.haze_level > 0 else None
 
     def setup_wsf(self, smlm: np.ndarray) -> None:
         """Normalise the SMLM target; it must lie on the SR grid of the LR stack."""
@@ -297,12 +312,15 @@ class _Run:
         x_tile = inp[:, 1:2]
         y0 = torch.from_numpy(np.ascontiguousarray(self.y0[sr_win])).to(self.dev)[:, None]
         y_rot = torch.from_numpy(np.ascontiguousarray(self.y_rot[sr_win])).to(self.dev)[:, None]
+        bg = None
+        if self.bg is not None:
+            bg = torch.from_numpy(np.ascontiguousarray(self.bg[lr_win])).to(self.dev)[:, None]
 
         self.model.train()
         y = self.model(inp).abs()
         den_out = self.den(x_tile).abs()
         target = den_out.detach()
-        degraded = self._degrade(y, target)
+        degraded = self._degrade(y, target, bg)
         terms = {"degradation": losses.degradation_loss(degraded, target)}
         if y.shape[0] >= 3 and p.continuity_level > 0:
             terms["hessian"] = (
@@ -314,17 +332,18 @@ class _Run:
             terms["sparse"] = p.sparse_level * losses.intensity_loss(y, y0)
         if p.consistency_level > 0:
             terms["rotation"] = p.consistency_level * losses.rotation_loss(y, y_rot)
+        if self.empty is not None:
+            empty = torch.from_numpy(np.ascontiguousarray(self.empty[lr_win])).to(self.dev)
+            mask = empty[:, None].to(y.dtype).repeat_interleave(s, -2).repeat_interleave(s, -1)
+            terms["haze"] = p.haze_level * losses.haze_loss(y, mask, y0)
         total = sum(terms.values())
-        self.opt.zero_grad(set_to_none=True)
-        total.backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP)
-        self.opt.step()
+        self._sr_update(total)
 
         # The DEN follows the SR network: it learns to agree with the degraded SR output
         # while staying close to the raw LR frame.
         den_out = self.den(x_tile).abs()
-        if p.background == "fit":
-            den_target = self._degrade(y.detach(), den_out.detach())
+        if p.background in ("fit", "map"):
+            den_target = self._degrade(y.detach(), den_out.detach(), bg)
         else:  # the reference: the raw RSF output, no matching
             den_target = degrade(y.detach(), s, self.sigma, p.ksize)
         den_total = losses.den_loss(den_target, den_out, x_tile)
@@ -338,8 +357,40 @@ class _Run:
         out["den"] = float(den_total.detach())
         return out
 
-    def _degrade(self, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """RSF(y) matched to the target per sample: gain + offset ("fit") or mean only."""
+    def _sr_update(self, total: torch.Tensor) -> None:
+        """One optimiser step of the SR network: warm-up rate, clipping, weight averaging."""
+        p = self.params
+        rate = p.lr * min(1.0, (self.steps_done + 1) / p.warmup) if p.warmup else p.lr
+        for group in self.opt.param_groups:
+            group["lr"] = rate
+        self.opt.zero_grad(set_to_none=True)
+        total.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP)
+        self.opt.step()
+        if self.averaged is not None:
+            with torch.no_grad():
+                for avg, cur in zip(
+                    self.averaged.state_dict().values(),
+                    self.model.state_dict().values(),
+                    strict=True,
+                ):
+                    if avg.is_floating_point():
+                        avg.lerp_(cur, 1.0 - p.ema)
+                    else:
+                        avg.copy_(cur)
+
+    @property
+    def shown(self) -> nn.Module:
+        """The network that previews, metrics and checkpoints show (averaged when ema > 0)."""
+        return self.averaged if self.averaged is not None else self.model
+
+    def _degrade(
+        self, y: torch.Tensor, target: torch.Tensor, bg: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """RSF(y) matched to the target per sample: over the background map ("map"), gain +
+        offset ("fit") or mean only ("mean")."""
+        if self.params.background == "map":
+            return degrade_over_background(y, self.scale, self.sigma, self.params.ksize, target, bg)
         if self.params.background == "fit":
             return degrade_with_background(y, self.scale, self.sigma, self.params.ksize, target)
         return degrade(y, self.scale, self.sigma, self.params.ksize, reference=target)
@@ -371,10 +422,7 @@ class _Run:
         pred = (rest + y.sum(0)) / self.wsf_sum.max().clamp_min(1e-12).to(self.dev)
         target = self.target[sr].to(self.dev)
         total = (pred - target).abs().mean()
-        self.opt.zero_grad(set_to_none=True)
-        total.backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP)
-        self.opt.step()
+        self._sr_update(total)
         return {"total": float(total.detach()), "wsf": float(total.detach())}
 
     def _input(self, frames: Any, rows: slice = slice(None), cols: slice = slice(None)):
@@ -391,7 +439,7 @@ class _Run:
         on_iteration: Callable[[IterationResult], None] | None,
     ) -> dict[str, Any]:
         """Preview, metrics and checkpoint of iteration k, handed to the callback."""
-        preview = _infer(self.model, self._input(slice(0, 1)), self.scale)[0, 0]
+        preview = _infer(self.shown, self._input(slice(0, 1)), self.scale)[0, 0]
         if self.compute_metrics:
             metrics = _safe_metrics(preview, self.x[0].numpy(), self.scale)
         else:
@@ -420,6 +468,8 @@ class _Run:
             "losses": dict(step_losses),
             "sr_optimizer": _cpu(self.opt.state_dict()),
         }
+        if self.averaged is not None:  # the trained (not averaged) weights, for resuming
+            saft["trained_state_dict"] = _cpu(self.model.state_dict())
         if self.den is not None:
             saft["den"] = {
                 "kind": "den",
@@ -431,7 +481,7 @@ class _Run:
             "format": "saft-checkpoint/1",
             "kind": "sr",
             "config": _config_dict(self.model),
-            "state_dict": _cpu(self.model.state_dict()),
+            "state_dict": _cpu(self.shown.state_dict()),
             "saft": saft,
         }
 
@@ -443,12 +493,19 @@ class _Run:
                 "resume needs a checkpoint written by a SAFT run (iteration_NN.pth)",
                 field="resume",
             )
-        saved = dict(saft["params"])
+        try:  # records from before a parameter existed mean its default
+            saved = SaftParams.from_dict(dict(saft["params"])).to_dict()
+        except InvalidParameterError:
+            saved = None
         if saved != self.params.to_dict():
             raise InvalidParameterError(
                 "resume checkpoint was made with other parameters than this run", field="resume"
             )
-        self.model.load_state_dict(ckpt["state_dict"])
+        if self.averaged is not None:
+            self.averaged.load_state_dict(ckpt["state_dict"])
+            self.model.load_state_dict(saft["trained_state_dict"])
+        else:
+            self.model.load_state_dict(ckpt["state_dict"])
         self.opt.load_state_dict(saft["sr_optimizer"])
         if self.den is not None:
             self.den.load_state_dict(saft["den"]["state_dict"])

@@ -77,6 +77,17 @@ def intensity_loss(y: torch.Tensor, y0: torch.Tensor) -> torch.Tensor:
     return (y.mean() - y0.mean()).abs()
 
 
+def haze_loss(y: torch.Tensor, empty: torch.Tensor, y0: torch.Tensor) -> torch.Tensor:
+    """mean(y * empty) / mean(y0): SR intensity where the LR shows nothing, relative.
+
+    ``empty`` is a 0/1 mask on y's grid (the LR empty mask repeated ``scale`` times per
+    axis); dividing by the pretrained output's mean makes the term unitless, so its weight
+    means the same on dim and bright stacks.
+    """
+    _same(y, empty, "y", "empty")
+    return (y * empty).mean() / y0.mean().clamp_min(EPS)
+
+
 def rotation_loss(y: torch.Tensor, y_rot_target: torch.Tensor) -> torch.Tensor:
     """Mean |y - rot180_inv(f0(rot180([e, x])))|; the caller computes the rotated target."""
     _same(y, y_rot_target, "y", "y_rot_target")

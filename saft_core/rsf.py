@@ -94,6 +94,31 @@ def degrade_with_background(
     return d * gain + offset
 
 
+def degrade_over_background(
+    y: torch.Tensor,
+    scale: int,
+    sigma: float,
+    ksize: int,
+    reference: torch.Tensor,
+    background: torch.Tensor,
+) -> torch.Tensor:
+    """RSF(y) * gain + ``background``: the gain is fitted per sample, the background is given.
+
+    ``background`` (same shape as ``reference``) is a smooth map estimated from the LR frame
+    (``saft_core.background``). Unlike a free offset, it cannot absorb haze the SR image adds:
+    haze raises RSF(y) above ``reference - background`` and so costs data fidelity. The gain
+    ``a = sum(d * (r - b)) / sum(d * d)`` is the least-squares fit and stays differentiable.
+    """
+    d = blur(_pool(y, scale), sigma, ksize)
+    _check_reference(d, reference)
+    _check_reference(d, background)
+    dims = (1, 2, 3)
+    num = (d * (reference - background)).sum(dim=dims, keepdim=True)
+    den = (d * d).sum(dim=dims, keepdim=True)
+    gain = torch.where(den > EPS, num / den.clamp_min(EPS), torch.zeros_like(den))
+    return d * gain + background
+
+
 def fit_gain_offset(d: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample least-squares (gain, offset), each (N, 1, 1, 1): gain*d + offset ~ reference."""
     dims = (1, 2, 3)
