@@ -48,8 +48,11 @@ def test_callbacks_previews_and_loss_falls(data):
     assert summary.sigma == pytest.approx(1.1)
 
 
-def test_resume_equals_uninterrupted_run(data):
-    params = SaftParams(iterations=3, lr=1e-3, tile=16, seed=5)
+@pytest.mark.parametrize("preset", ["reference", "adaptive"])
+def test_resume_equals_uninterrupted_run(data, preset):
+    # "adaptive" adds weight averaging, warm-up, the background map and the haze penalty:
+    # all of their state must survive a resume too.
+    params = SaftParams.preset(preset, iterations=3, lr=1e-3, tile=16, seed=5)
     straight = []
     _run(data, params, on_iteration=straight.append)
     resumed = []
@@ -136,3 +139,37 @@ def test_windows_per_tile_sets_steps_per_iteration(data):
         totals[w] = seen[-1]
     assert totals[1] == 4  # 2x2 tiles, one window each (the reference)
     assert totals[None] == 4 * 2  # 6 frames / 5-frame windows -> 2 windows per tile
+
+
+def test_weight_averaging_shows_averaged_weights_and_keeps_trained_ones(data):
+    params = SaftParams.preset("adaptive", iterations=2, tile=16, windows_per_tile=2)
+    seen = []
+    _run(data, params, on_iteration=seen.append)
+    ckpt = seen[-1].checkpoint
+    shown, trained = ckpt["state_dict"], ckpt["saft"]["trained_state_dict"]
+    assert shown.keys() == trained.keys()
+    # After 8 steps at decay 0.95 the average lags the trained weights but has moved off
+    # the pretrained ones.
+    sr, _ = _models()
+    start = sr.state_dict()
+    key = "conv_first.weight"
+    assert not torch.equal(shown[key], trained[key])
+    assert not torch.equal(shown[key], start[key])
+    moved_avg = (shown[key] - start[key]).abs().mean()
+    moved_trained = (trained[key] - start[key]).abs().mean()
+    assert 0 < moved_avg < moved_trained
+    assert set(seen[1].losses) >= {"haze", "degradation", "rotation"}
+
+
+def test_warmup_ramps_the_rate(data):
+    # With a warm-up far longer than the run, the first steps are tiny: the weights move much
+    # less than without it.
+    def moved(warmup):
+        seen = []
+        params = SaftParams(iterations=1, lr=1e-3, tile=16, warmup=warmup)
+        _run(data, params, on_iteration=seen.append)
+        sr, _ = _models()
+        after = seen[-1].checkpoint["state_dict"]["conv_first.weight"]
+        return float((after - sr.state_dict()["conv_first.weight"]).abs().mean())
+
+    assert moved(1000) < 0.1 * moved(0)

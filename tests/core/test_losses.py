@@ -12,6 +12,7 @@ from saft_core.errors import ShapeMismatchError
 from saft_core.losses import (
     degradation_loss,
     den_loss,
+    haze_loss,
     hessian_loss,
     intensity_loss,
     rot180,
@@ -116,3 +117,16 @@ def test_wsf_loss_is_peak_normalised() -> None:
     assert float(wsf_loss(other, smlm)) > 0.1
     assert float(wsf_loss(3 * other, smlm)) == pytest.approx(float(wsf_loss(other, smlm)))
     assert torch.isfinite(wsf_loss(torch.zeros(4, 4), torch.zeros(4, 4)))
+
+
+def test_haze_loss_is_relative_intensity_in_empty_pixels():
+    y = torch.zeros(1, 1, 4, 4)
+    y[..., :2, :] = 2.0  # structure in the top half
+    y[..., 2:, :] = 0.5  # haze in the bottom half
+    empty = torch.zeros_like(y)
+    empty[..., 2:, :] = 1.0
+    y0 = torch.full_like(y, 1.0)
+    assert float(haze_loss(y, empty, y0)) == pytest.approx(0.25)  # mean(y*empty) / mean(y0)
+    assert float(haze_loss(y * 3, empty, y0 * 3)) == pytest.approx(0.25)  # unitless
+    with pytest.raises(ShapeMismatchError):
+        haze_loss(y, empty[..., :2, :], y0)

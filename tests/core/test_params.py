@@ -30,6 +30,11 @@ def test_defaults_follow_reference():
         ({"continuity_level": -1.0}, "continuity_level"),
         ({"seed": -3}, "seed"),
         ({"window": 4}, "window"),
+        ({"ema": 1.0}, "ema"),
+        ({"ema": -0.1}, "ema"),
+        ({"warmup": -1}, "warmup"),
+        ({"warmup": 1.5}, "warmup"),
+        ({"haze_level": -1.0}, "haze_level"),
     ],
 )
 def test_out_of_range_names_field(changes, field):
@@ -46,8 +51,29 @@ def test_from_dict_rejects_unknown_keys_and_round_trips():
     assert err.value.field == "learning_rate"
 
 
+def test_presets_fill_defaults_and_explicit_values_win():
+    assert SaftParams.preset("reference") == SaftParams()
+    a = SaftParams.preset("adaptive", lr=5e-4)
+    assert (a.lr, a.ema, a.warmup, a.background, a.tile) == (5e-4, 0.95, 30, "map", 32)
+    assert (a.consistency_level, a.haze_level, a.windows_per_tile) == (0.1, 0.3, 4)
+    # the resolved record round-trips without the preset name
+    assert SaftParams.from_dict(a.to_dict()).to_dict() == a.to_dict()
+    with pytest.raises(InvalidParameterError) as err:
+        SaftParams.preset("fast")
+    assert err.value.field == "preset"
+    with pytest.raises(InvalidParameterError) as err:
+        SaftParams.preset("adaptive", ema=2.0)
+    assert err.value.field == "ema"
+
+
+def test_reference_defaults_switch_every_addition_off():
+    p = SaftParams()
+    assert (p.ema, p.warmup, p.haze_level, p.windows_per_tile) == (0.0, 0, 0.0, 1)
+
+
 def test_background_mode_is_validated():
     assert SaftParams().background == "fit"
+    assert SaftParams(background="map").validate().background == "map"
     with pytest.raises(InvalidParameterError) as err:
         SaftParams(background="subtract").validate()
     assert err.value.field == "background"

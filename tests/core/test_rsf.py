@@ -17,7 +17,13 @@ import pytest
 import torch
 
 from saft_core.errors import InvalidParameterError, ShapeMismatchError
-from saft_core.rsf import degrade, degrade_with_background, fit_gain_offset, gaussian_kernel
+from saft_core.rsf import (
+    degrade,
+    degrade_over_background,
+    degrade_with_background,
+    fit_gain_offset,
+    gaussian_kernel,
+)
 
 S = 4
 
@@ -137,6 +143,27 @@ def test_background_fit_recovers_gain_and_offset() -> None:
     small = ref[:1, :, :4, :4].float()
     flat = degrade_with_background(torch.ones(1, 1, 16, 16), S, 1.1, 5, small)
     assert torch.allclose(flat, small.mean().expand_as(flat))
+
+
+def test_background_map_fit_recovers_gain_and_penalises_haze() -> None:
+    gen = torch.Generator().manual_seed(3)
+    y = torch.rand(2, 1, 32, 32, generator=gen, dtype=torch.float64)
+    plain = degrade(y, S, 1.1, 5)
+    bg = torch.linspace(0.1, 0.4, 8, dtype=torch.float64).expand(2, 1, 8, 8).contiguous()
+    ref = plain * torch.tensor([0.5, 3.0], dtype=torch.float64)[:, None, None, None] + bg
+    assert torch.allclose(degrade_over_background(y, S, 1.1, 5, ref, bg), ref, atol=1e-10)
+    # haze added to the SR image is not absorbed (a free offset would absorb it)
+    flat_bg = torch.full_like(bg, 0.2)
+    flat_ref = plain * 2.0 + flat_bg
+    hazy = y + 0.3
+    assert (
+        degrade_over_background(hazy, S, 1.1, 5, flat_ref, flat_bg) - flat_ref
+    ).abs().mean() > 1e-2
+    assert (degrade_with_background(hazy, S, 1.1, 5, flat_ref) - flat_ref).abs().max() < 1e-10
+    yd = y.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: degrade_over_background(t, S, 0.9, 3, ref, bg), (yd,))
+    with pytest.raises(ShapeMismatchError):
+        degrade_over_background(y, S, 1.1, 5, ref, bg[..., :4])
 
 
 def test_shape_errors() -> None:
