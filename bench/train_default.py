@@ -3,6 +3,8 @@
     nice -n 10 python bench/train_default.py --steps 1400 --threads 1
 
 The edge-map cache goes to a temporary directory, so only the shipped files land in weights/.
+``--condition wide_psf --out DIR`` trains the same recipe on a shifted simulator condition:
+the "ceiling" rows of docs/science.md (what a network made for that condition reaches).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import time
 from pathlib import Path
 
 from saft_core.networks import WEIGHTS_DIR
-from saft_core.training import train_base
+from saft_core.simulate import PRESETS
+from saft_core.training import TrainConfig, train_base
 
 
 def main() -> None:
@@ -23,6 +26,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--out", type=Path, default=WEIGHTS_DIR)
+    ap.add_argument("--condition", default="training", choices=list(PRESETS))
     args = ap.parse_args()
     started = time.perf_counter()
 
@@ -39,6 +43,7 @@ def main() -> None:
             threads=args.threads,
             progress=progress,
             cache_dir=Path(cache),
+            config=TrainConfig(condition=args.condition),
         )
     v = card["validation"]
     print("seconds", card["seconds"])
