@@ -21,7 +21,7 @@ from saft_core.video import write_preview
 RECORD_CSV = "SFSRM-SAFT_Finetuning_Record.csv"
 RUN_JSON = "run.json"
 LOSS_COLUMNS = {
-    "saft": ["total", "degradation", "hessian", "sparse", "rotation", "den"],
+    "saft": ["total", "degradation", "hessian", "sparse", "rotation", "haze", "den"],
     "wsf": ["total", "wsf"],
 }
 METRIC_COLUMNS = ["rse", "rsp", "resolution", "seconds"]
