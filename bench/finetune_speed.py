@@ -3,7 +3,7 @@
 50 simulated frames of 128x128 LR pixels (a shifted condition), the shipped default models,
 5 iterations, on the CPU with the given threads. Prints seconds per phase and peak RSS.
 
-    python bench/finetune_speed.py --threads 2 [--windows-per-tile 1]
+    python bench/finetune_speed.py --threads 2 [--preset adaptive] [--windows-per-tile 1]
 """
 
 from __future__ import annotations
@@ -26,26 +26,32 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=50)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--iterations", type=int, default=5)
-    ap.add_argument("--windows-per-tile", type=int, default=1)
+    ap.add_argument("--windows-per-tile", type=int, default=None, help="default: the preset's")
+    ap.add_argument("--preset", default="reference", choices=["reference", "adaptive"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     sim = simulate.simulate_stack(simulate.WIDE_PSF, args.frames, (args.size, args.size), seed=5)
     t0 = time.perf_counter()
     edges = compute_edges(sim.lr)
     t_edges = time.perf_counter() - t0
+    overrides = {"iterations": args.iterations}
+    if args.windows_per_tile is not None:
+        overrides["windows_per_tile"] = args.windows_per_tile
+    params = SaftParams.preset(args.preset, **overrides)
     seen = []
     t0 = time.perf_counter()
     summary = finetune(
         sim.lr,
         edges,
-        SaftParams(iterations=args.iterations, windows_per_tile=args.windows_per_tile),
+        params,
         on_iteration=lambda r: seen.append((r.iteration, round(r.seconds, 1), r.rse, r.rsp)),
     )
     t_ft = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         f"stack {args.frames}x{args.size}x{args.size}, threads {args.threads}, "
-        f"windows/tile {args.windows_per_tile}, device {summary.device}"
+        f"preset {args.preset}, tile {params.tile}, windows/tile {params.windows_per_tile}, "
+        f"device {summary.device}"
     )
     print(
         f"edges (SRRF): {t_edges:.1f} s; fine-tuning {args.iterations} iterations: "
