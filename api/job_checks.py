@@ -1,9 +1,11 @@
 """Everything checked about a job request before a row is written (422 naming the field).
 
-Parameter ranges come from ``SaftParams`` (the same messages as the CLI); references are
-checked against the caller's own datasets and models (someone else's id reads as missing),
-and shapes against each other using the dataset rows (validated at upload: (T, H, W),
-finite), so a job that is queued can actually run.
+Parameter ranges come from ``SaftParams`` (the same messages as the CLI), over a named
+preset's values when ``params.preset`` is given (the job keeps the resolved values, so a
+record shows every value used). References are checked against the caller's own datasets
+and models (someone else's id reads as missing), and shapes against each other using the
+dataset rows (validated at upload: (T, H, W), finite), so a job that is queued can
+actually run.
 """
 
 from __future__ import annotations
@@ -51,8 +53,12 @@ def check_job_request(session: Session, user: User, body: JobCreate) -> CheckedJ
     errors: list[tuple[str, str]] = []
     params: SaftParams | None = None
     given = body.params.given()
+    preset = body.params.preset
     try:
-        params = SaftParams.from_dict({**given, "mode": body.mode})
+        if preset is None:
+            params = SaftParams.from_dict({**given, "mode": body.mode})
+        else:  # the preset's values, then the explicit fields over them
+            params = SaftParams.preset(preset, **given, mode=body.mode)
     except InvalidParameterError as exc:
         field = exc.field or "params"
         errors.append((field if field == "mode" else f"params.{field}", exc.message))

@@ -20,9 +20,11 @@ from pydantic import (
 )
 
 from persistence.models import Dataset, Iteration, Job, ModelFile, Reconstruction
+from saft_core.params import Background
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 Mode = Literal["saft", "wsf"]
+Preset = Literal["reference", "adaptive"]  # the keys of saft_core.params.PRESETS (tested)
 StrictNumber = Annotated[float, Field(strict=True)]
 
 
@@ -42,6 +44,29 @@ Sigma = Annotated[
         {
             "anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"const": "auto"}],
             "description": "RSF Gaussian sigma in LR pixels, or 'auto' to estimate it",
+        }
+    ),
+]
+
+
+def _windows_per_tile(v: Any) -> int | str | None:
+    """An integer number of windows or "auto" (range is checked by SaftParams)."""
+    if v is None or v == "auto":
+        return v
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    raise ValueError("windows_per_tile must be an integer or 'auto'")
+
+
+WindowsPerTile = Annotated[
+    int | str | None,
+    PlainValidator(_windows_per_tile),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer", "minimum": 1, "maximum": 100}, {"const": "auto"}],
+            "description": "random frame windows per training tile in one iteration, 1..100, "
+            "or 'auto' (enough to visit every frame about once: ceil(T / window)); default 1 "
+            "(reference), 4 (adaptive preset)",
         }
     ),
 ]
@@ -127,25 +152,69 @@ def model_out(m: ModelFile, root: str = "") -> ModelOut:
 
 
 class ParamsIn(_In):
-    """SAFT parameters; omitted (or null) fields take their documented defaults."""
+    """SAFT parameters; omitted (or null) fields take the preset's values, and without a
+    preset the documented (reference) defaults. Explicit fields win over the preset."""
 
+    preset: Preset | None = Field(
+        None,
+        description="named parameter set: 'reference' (the authors' schedule, the default) or "
+        "'adaptive' (this project's schedule: lr 1e-3, tile 32, windows_per_tile 4, "
+        "consistency_level 0.1, ema 0.95, warmup 30, background 'map', haze_level 0.3); the "
+        "job stores the resolved values, not the name",
+    )
     iterations: StrictInt | None = Field(None, description="1 to 50; default 5 (saft) or 3 (wsf)")
-    lr: StrictNumber | None = Field(None, description="learning rate in (0, 1e-3]; default 1e-5")
+    lr: StrictNumber | None = Field(
+        None, description="learning rate in (0, 1e-3]; default 1e-5 (adaptive: 1e-3)"
+    )
     sigma: Sigma = None
     ksize: StrictInt | None = Field(None, description="odd RSF kernel size 3..31; default 5")
     continuity_level: StrictNumber | None = Field(None, description="0..100; default 1")
     sparse_level: StrictNumber | None = Field(None, description="0..100; default 1")
-    consistency_level: StrictNumber | None = Field(None, description="0..100; default 1")
+    consistency_level: StrictNumber | None = Field(
+        None, description="rotation consistency weight 0..100; default 1 (adaptive: 0.1)"
+    )
     seed: StrictInt | None = Field(None, description=">= 0; default 0")
     early_stop: StrictBool | None = Field(
         None, description="stop once an iteration is recommended; default false"
     )
-    tile: StrictInt | None = Field(None, description="training tile side, LR px, 16..512")
-    window: StrictInt | None = Field(None, description="odd number of adjacent frames, 3..15")
+    background: Background | None = Field(
+        None,
+        description="how the degraded SR is matched to the LR: 'fit' (gain and offset, the "
+        "default), 'mean' (the reference's mean matching) or 'map' (gain over an estimated "
+        "background map; adaptive)",
+    )
+    tile: StrictInt | None = Field(
+        None, description="training tile side, LR px, 16..512; default 64 (adaptive: 32)"
+    )
+    window: StrictInt | None = Field(
+        None, description="odd number of adjacent frames, 3..15; default 5"
+    )
+    windows_per_tile: WindowsPerTile = None
+    ema: StrictNumber | None = Field(
+        None,
+        description="decay of the moving average of the SR weights in [0, 1); 0 = off, the "
+        "default (adaptive: 0.95)",
+    )
+    warmup: StrictInt | None = Field(
+        None,
+        description="optimiser steps of linear learning-rate warm-up, 0..10000; default 0 "
+        "(adaptive: 30)",
+    )
+    haze_level: StrictNumber | None = Field(
+        None, description="haze penalty weight 0..100; default 0 = off (adaptive: 0.3)"
+    )
 
     def given(self) -> dict[str, Any]:
-        """Only the fields the client set to a value (the rest stay SaftParams defaults)."""
-        return {k: v for k, v in self.model_dump(exclude_unset=True).items() if v is not None}
+        """Only the fields the client set to a value (the rest stay the preset's or the
+        SaftParams defaults); ``preset`` is not a parameter and is left out."""
+        out = {
+            k: v
+            for k, v in self.model_dump(exclude_unset=True).items()
+            if v is not None and k != "preset"
+        }
+        if out.get("windows_per_tile") == "auto":
+            out["windows_per_tile"] = None  # SaftParams spells "auto" as None
+        return out
 
 
 class JobCreate(_In):

@@ -101,19 +101,72 @@ def _service_command(f: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-# (option, type, help); the value goes to the API parameter of the same name.
+# (option, type, help); the value goes to the API parameter of the same name. Names and
+# ranges are checked by the service (one version of the truth; its 422 names the field).
 _PARAM_OPTIONS: Sequence[tuple[str, Any, str]] = (
+    (
+        "--preset",
+        str,
+        "Named parameter set: 'reference' (the authors' schedule) or 'adaptive' (this "
+        "project's, see docs/science.md); options given explicitly win over it "
+        "[service default: reference].",
+    ),
     ("--iterations", int, "Fine-tuning iterations, 1..50 [service default: 5; wsf 3]."),
-    ("--lr", float, "Learning rate in (0, 1e-3] [default: 1e-5]."),
+    ("--lr", float, "Learning rate in (0, 1e-3] [default: 1e-5, adaptive preset: 1e-3]."),
     ("--sigma", str, "RSF sigma in LR pixels, or 'auto' [default: 1.1]."),
     ("--ksize", int, "Odd RSF kernel size 3..31 [default: 5]."),
     ("--continuity-level", float, "Spatiotemporal continuity weight 0..100 [default: 1]."),
     ("--sparse-level", float, "Sparsity weight 0..100 [default: 1]."),
-    ("--consistency-level", float, "Rotation consistency weight 0..100 [default: 1]."),
+    (
+        "--consistency-level",
+        float,
+        "Rotation consistency weight 0..100 [default: 1, adaptive preset: 0.1].",
+    ),
     ("--seed", int, "Random seed >= 0 [default: 0]."),
-    ("--tile", int, "Training tile side in LR pixels, 16..512 [default: 64]."),
+    (
+        "--background",
+        str,
+        "Match the degraded SR to the LR: 'fit' (gain and offset), 'mean' (the reference's "
+        "mean matching) or 'map' (gain over a background map) [default: fit, adaptive "
+        "preset: map].",
+    ),
+    (
+        "--ema",
+        float,
+        "Moving-average decay of the SR weights in [0, 1), 0 = off "
+        "[default: 0, adaptive preset: 0.95].",
+    ),
+    (
+        "--warmup",
+        int,
+        "Optimiser steps of learning-rate warm-up, 0..10000 [default: 0, adaptive preset: 30].",
+    ),
+    (
+        "--haze-level",
+        float,
+        "Haze penalty weight 0..100, 0 = off [default: 0, adaptive preset: 0.3].",
+    ),
+    (
+        "--tile",
+        int,
+        "Training tile side in LR pixels, 16..512 [default: 64, adaptive preset: 32].",
+    ),
     ("--window", int, "Odd number of adjacent frames, 3..15 [default: 5]."),
+    (
+        "--windows-per-tile",
+        str,
+        "Random windows per tile in one iteration, 1..100, or 'auto' (every frame about "
+        "once) [default: 1, adaptive preset: 4].",
+    ),
 )
+
+
+_METAVARS = {
+    "--preset": "reference|adaptive",
+    "--background": "fit|mean|map",
+    "--sigma": "SIGMA|auto",
+    "--windows-per-tile": "N|auto",
+}
 
 
 def _param_name(option: str) -> str:
@@ -136,6 +189,8 @@ def _saft_params(f: Callable[..., Any]) -> Callable[..., Any]:
             params["early_stop"] = early_stop
         if "sigma" in params:
             params["sigma"] = _sigma(params["sigma"])
+        if "windows_per_tile" in params:
+            params["windows_per_tile"] = _windows_per_tile(params["windows_per_tile"])
         return f(params=params, **kwargs)
 
     wrapper = click.option(
@@ -145,7 +200,13 @@ def _saft_params(f: Callable[..., Any]) -> Callable[..., Any]:
         help="Stop once an iteration is recommended [default: no].",
     )(wrapper)
     for option, kind, text in reversed(_PARAM_OPTIONS):
-        wrapper = click.option(option, f"p_{_param_name(option)}", type=kind, help=text)(wrapper)
+        wrapper = click.option(
+            option,
+            f"p_{_param_name(option)}",
+            type=kind,
+            metavar=_METAVARS.get(option),
+            help=text,
+        )(wrapper)
     return wrapper
 
 
@@ -155,6 +216,16 @@ def _sigma(text: str) -> float | str:
         return "auto"
     try:
         return float(text)
+    except ValueError:
+        return text
+
+
+def _windows_per_tile(text: str) -> int | str:
+    """An integer or 'auto'; anything else goes to the service, which names the field."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
     except ValueError:
         return text
 

@@ -186,7 +186,8 @@ PARAM_ALIASES = {"learning_rate": "lr"}  # ``lr`` is taken by the input stack
 
 def split_params(params: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """One parameter dict from ``params=`` and keyword arguments (``continuity-level`` and
-    ``learning_rate`` spelled the CLI way are accepted too)."""
+    ``learning_rate`` spelled the CLI way are accepted too). ``preset`` is passed on like any
+    parameter: the service resolves it, so the client needs no copy of the presets."""
     out = dict(params or {})
     for name, value in kwargs.items():
         out[PARAM_ALIASES.get(name, name).replace("-", "_")] = value

@@ -224,8 +224,10 @@ class SaftClient:
 
         SAFT parameters go in ``params`` or as keywords (``iterations=5, sigma="auto"``); the
         learning rate is ``learning_rate=`` (``lr`` is the input stack) or ``params={"lr":
-        ...}``. Without ``idempotency_key`` a fresh one is made, so a retry after a dropped
-        connection cannot create the job twice.
+        ...}``. ``preset="adaptive"`` (or ``params={"preset": "adaptive"}``) starts from this
+        project's schedule instead of the reference one; the parameters given win over it, and
+        the job's ``params`` show every resolved value. Without ``idempotency_key`` a fresh one
+        is made, so a retry after a dropped connection cannot create the job twice.
         """
         refs = (
             dataset_ref(lr, "lr"),

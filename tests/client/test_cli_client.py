@@ -144,3 +144,31 @@ def test_other_refusals_are_one_line_exit_2(run: Invoke, tmp_path: Path) -> None
     assert wrong_key.exit_code == 2 and "invalid API key" in _one_line_error(wrong_key)
     nowhere = run("jobs", "--url", f"http://127.0.0.1:{free_port()}")
     assert nowhere.exit_code == 2 and "cannot reach" in _one_line_error(nowhere)
+
+
+def test_submit_with_a_preset_stores_the_resolved_values(
+    run: Invoke, client: SaftClient, tiny_model: str, tmp_path: Path
+) -> None:
+    lr = write_stack(tmp_path / "preset.tif")
+    result = run(
+        "submit", str(lr), "--model", tiny_model, "--iterations", "50",
+        "--preset", "adaptive", "--lr", "5e-4", "--windows-per-tile", "auto",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    job = client.get_job(result.stdout.strip())
+    client.cancel(job.id)  # only the stored parameters matter here
+    p = job.params
+    assert "preset" not in p and p["lr"] == 5e-4 and p["windows_per_tile"] is None
+    assert p["ema"] == 0.95 and p["warmup"] == 30 and p["background"] == "map"
+    assert p["tile"] == 32 and p["consistency_level"] == 0.1 and p["haze_level"] == 0.3
+    assert client.wait(job.id, timeout=120).state == "cancelled"
+
+    for args, field in [
+        (("--preset", "fast"), "(params.preset)"),
+        (("--ema", "1.5"), "(params.ema)"),
+        (("--preset", "adaptive", "--background", "median"), "(params.background)"),
+        (("--windows-per-tile", "many"), "(params.windows_per_tile)"),
+    ]:
+        refused = run("submit", str(lr), "--model", tiny_model, *args)
+        assert refused.exit_code == 2, (args, refused.output)
+        assert field in _one_line_error(refused), args

@@ -76,6 +76,57 @@ def test_the_key_is_never_sent_to_another_origin() -> None:
     assert seen == {"saft.local": "Bearer secret", "cdn.example.org": None}
 
 
+def test_split_params_passes_the_preset_through() -> None:
+    from saft_client._common import split_params
+
+    assert split_params({"preset": "adaptive"}, {}) == {"preset": "adaptive"}
+    out = split_params({"preset": "adaptive", "ema": 0.9}, {"learning_rate": 5e-4, "haze-level": 0})
+    assert out == {"preset": "adaptive", "ema": 0.9, "lr": 5e-4, "haze_level": 0}
+    assert split_params(None, {"preset": "reference"}) == {"preset": "reference"}
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_submit_job_sends_the_preset_and_the_new_fields(use_async: bool) -> None:
+    """The body the client POSTs: the preset beside the explicit values, None left out."""
+    sent: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert (request.method, request.url.path) == ("POST", "/v1/jobs")
+        sent.append(json.loads(request.content))
+        return httpx.Response(202, json={"id": "j1", "state": "queued", "params": {}})
+
+    kwargs: dict[str, Any] = {
+        "params": {"preset": "adaptive", "windows_per_tile": "auto", "tile": None},
+        "learning_rate": 5e-4,
+        "ema": 0.9,
+        "warmup": 10,
+        "background": "map",
+        "haze_level": 0.5,
+    }
+    transport = httpx.MockTransport(handler)
+    if use_async:
+
+        async def go() -> Job:
+            async with AsyncSaftClient("http://saft.local", "k", transport=transport) as ac:
+                return await ac.submit_job("ds-1", **kwargs)
+
+        job = asyncio.run(go())
+    else:
+        with SaftClient("http://saft.local", "k", transport=transport) as c:
+            job = c.submit_job("ds-1", **kwargs)
+    assert job.id == "j1"
+    assert sent[0]["lr_dataset"] == "ds-1"
+    assert sent[0]["params"] == {
+        "preset": "adaptive",
+        "windows_per_tile": "auto",
+        "lr": 5e-4,
+        "ema": 0.9,
+        "warmup": 10,
+        "background": "map",
+        "haze_level": 0.5,
+    }
+
+
 # ---- errors -------------------------------------------------------------------------------
 
 

@@ -73,6 +73,67 @@ def test_defaults_are_frozen_into_the_job(api: Api, user: ApiUser, lr: str) -> N
     assert wsf["params"]["iterations"] == 3 and wsf["mode"] == "wsf"
 
 
+def test_presets_resolve_into_the_stored_params(api: Api, user: ApiUser, lr: str) -> None:
+    from saft_core.params import PRESETS, SaftParams
+
+    job = submit(api, user, {"lr_dataset": lr, "params": {"preset": "adaptive", "lr": 5e-4}})
+    assert job.status_code == 202, job.text
+    p = job.json()["params"]
+    assert p == SaftParams.preset("adaptive", lr=5e-4).to_dict()
+    assert "preset" not in p  # the resolved values are the record, not the name
+    # The explicit value wins; every other value is the preset's.
+    assert p["lr"] == 5e-4 and p["ema"] == 0.95 and p["warmup"] == 30
+    assert p["tile"] == 32 and p["windows_per_tile"] == 4 and p["background"] == "map"
+    assert p["consistency_level"] == 0.1 and p["haze_level"] == 0.3
+    assert p["iterations"] == 5 and p["sparse_level"] == 1.0 and p["window"] == 5
+    got = api.client.get(f"/v1/jobs/{job.json()['id']}", headers=user.headers).json()
+    assert got["params"] == p
+
+    # "reference" is the dataclass defaults, as is no preset at all.
+    ref = submit(api, user, {"lr_dataset": lr, "params": {"preset": "reference"}}).json()
+    assert ref["params"] == SaftParams().to_dict()
+    # The preset and mode combine: wsf keeps its own iteration default.
+    smlm = add_dataset(api, user, stack(1, 128, 128))
+    wsf = submit(
+        api,
+        user,
+        {"lr_dataset": lr, "mode": "wsf", "smlm_dataset": smlm, "params": {"preset": "adaptive"}},
+    ).json()
+    assert wsf["params"]["iterations"] == 3 and wsf["params"]["ema"] == 0.95
+    # The API offers exactly the presets the science core has.
+    schema = api.client.get("/openapi.json").json()["components"]["schemas"]["ParamsIn"]
+    enum = schema["properties"]["preset"]["anyOf"][0]["enum"]
+    assert enum == list(PRESETS)
+
+
+def test_new_params_are_accepted_without_a_preset(api: Api, user: ApiUser, lr: str) -> None:
+    params = {
+        "background": "mean",
+        "ema": 0.5,
+        "warmup": 7,
+        "haze_level": 2,
+        "tile": 16,
+        "windows_per_tile": "auto",
+    }
+    job = submit(api, user, {"lr_dataset": lr, "params": params})
+    assert job.status_code == 202, job.text
+    p = job.json()["params"]
+    assert p["background"] == "mean" and p["ema"] == 0.5 and p["warmup"] == 7
+    assert p["haze_level"] == 2 and p["tile"] == 16
+    assert p["windows_per_tile"] is None  # "auto": enough windows to visit every frame
+    assert p["lr"] == 1e-5 and p["consistency_level"] == 1.0  # reference defaults
+    wpt = submit(api, user, {"lr_dataset": lr, "params": {"windows_per_tile": 3}}).json()
+    assert wpt["params"]["windows_per_tile"] == 3
+
+
+def test_a_preset_and_a_bad_reference_are_reported_together(api: Api, user: ApiUser) -> None:
+    body = {"lr_dataset": "x", "params": {"preset": "adaptive", "warmup": -5}}
+    assert set(error_fields(problem(submit(api, user, body), 422))) == {
+        "lr_dataset",
+        "params.warmup",
+    }
+
+
 BAD_PARAMS = [
     ({"ksize": 4}, "params.ksize"),
     ({"ksize": 5.0}, "params.ksize"),
@@ -94,6 +155,25 @@ BAD_PARAMS = [
     ({"tile": 8}, "params.tile"),
     ({"bogus": 1}, "params.bogus"),
     ({"mode": "wsf"}, "params.mode"),
+    ({"preset": "fast"}, "params.preset"),
+    ({"preset": 1}, "params.preset"),
+    ({"ema": 1.5}, "params.ema"),
+    ({"ema": 1}, "params.ema"),
+    ({"ema": -0.1}, "params.ema"),
+    ({"ema": "0.9"}, "params.ema"),
+    ({"warmup": -1}, "params.warmup"),
+    ({"warmup": 10_001}, "params.warmup"),
+    ({"warmup": 3.0}, "params.warmup"),
+    ({"haze_level": 101}, "params.haze_level"),
+    ({"background": "median"}, "params.background"),
+    ({"windows_per_tile": 0}, "params.windows_per_tile"),
+    ({"windows_per_tile": 101}, "params.windows_per_tile"),
+    ({"windows_per_tile": "many"}, "params.windows_per_tile"),
+    ({"windows_per_tile": 2.0}, "params.windows_per_tile"),
+    # A preset does not excuse a bad explicit value, and a bad value is named with a preset.
+    ({"preset": "adaptive", "ema": 1.0}, "params.ema"),
+    ({"preset": "adaptive", "lr": 2e-3}, "params.lr"),
+    ({"preset": "adaptive", "tile": 8}, "params.tile"),
 ]
 
 
@@ -180,13 +260,24 @@ def test_idempotency_key_returns_the_same_job(any_api: Api) -> None:
         **{"Idempotency-Key": "k-1"},
     )
     assert same.json()["id"] == first.json()["id"]
+    # A preset is compared by the values it resolves to: written out, it is the same request;
+    # the same preset with another explicit value is a different one.
+    adaptive = {"lr_dataset": lr, "params": {"preset": "adaptive", "iterations": 2}}
+    a1 = submit(any_api, user, adaptive, **{"Idempotency-Key": "k-adaptive"})
+    from saft_core.params import PRESETS
+
+    spelled = {"lr_dataset": lr, "params": {**PRESETS["adaptive"], "iterations": 2}}
+    a2 = submit(any_api, user, spelled, **{"Idempotency-Key": "k-adaptive"})
+    assert a1.status_code == a2.status_code == 202 and a1.json()["id"] == a2.json()["id"]
+    changed = {"lr_dataset": lr, "params": {"preset": "adaptive", "iterations": 2, "ema": 0.9}}
+    problem(submit(any_api, user, changed, **{"Idempotency-Key": "k-adaptive"}), 409)
     # Same key, different body: a conflict, no new job.
     body409 = problem(
         submit(any_api, user, {**body, "params": {"iterations": 3}}, **{"Idempotency-Key": "k-1"}),
         409,
     )
     assert "Idempotency-Key" in body409["detail"]
-    assert any_api.client.get("/v1/jobs", headers=user.headers).json()["total"] == 1
+    assert any_api.client.get("/v1/jobs", headers=user.headers).json()["total"] == 2
     # Keys are per user: another user's identical key makes their own job.
     other = any_api.user()
     lr2 = add_dataset(any_api, other, stack())
