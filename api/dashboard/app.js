@@ -38,6 +38,35 @@ const METRIC_SERIES = [
   ["resolution", "resolution (SR px)", "#009e73"],
 ];
 
+// What each preset of saft_core/params.py (PRESETS) sets, over the reference defaults. The
+// service resolves the preset itself; these only fill the form (lr and consistency level
+// are typed-in values, the advanced fields' empty value means "the preset's": shown as the
+// placeholder). The browser test checks a form submitted with a preset stores exactly the
+// service's own resolution.
+const PRESET_FIELDS = {
+  reference: {
+    lr: "1e-5",
+    consistency_level: "1",
+    tile: "64",
+    windows_per_tile: "1",
+    background: "fit",
+    ema: "0",
+    warmup: "0",
+    haze_level: "0",
+  },
+  adaptive: {
+    lr: "1e-3",
+    consistency_level: "0.1",
+    tile: "32",
+    windows_per_tile: "4",
+    background: "map",
+    ema: "0.95",
+    warmup: "30",
+    haze_level: "0.3",
+  },
+};
+const PRESET_VALUE_FIELDS = new Set(["lr", "consistency_level"]);
+
 // ---- small DOM helpers ------------------------------------------------------------------
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -383,6 +412,23 @@ function onModeChange() {
   if (!iterationsTouched) $("#f-iterations").value = wsf ? "3" : "5";
 }
 
+/** A preset fills the fields it governs: typed values for lr and the consistency level,
+ * placeholders (over emptied fields) for the advanced ones. */
+function onPresetChange() {
+  const values = PRESET_FIELDS[$("#f-preset").value] || PRESET_FIELDS.reference;
+  for (const [name, value] of Object.entries(values)) {
+    const input = $(`#f-${name}`);
+    if (PRESET_VALUE_FIELDS.has(name)) input.value = value;
+    else if (input.tagName === "SELECT") {
+      input.value = "";
+      input.options[0].textContent = `preset's (${value})`;
+    } else {
+      input.value = "";
+      input.placeholder = value;
+    }
+  }
+}
+
 function onSigmaAuto() {
   const auto = $("#f-sigma-auto").checked;
   $("#f-sigma").disabled = auto;
@@ -441,7 +487,7 @@ function showFormErrors(errors, detail) {
   if (first) target?.focus({ preventScroll: true });
 }
 
-/** The parameters typed in; empty fields are left out (the API applies its defaults). */
+/** The parameters typed in; empty fields are left out (the API applies the preset's values). */
 function collectParams(errors) {
   const params = {};
   const num = (name) => {
@@ -464,6 +510,9 @@ function collectParams(errors) {
     "seed",
     "tile",
     "window",
+    "ema",
+    "warmup",
+    "haze_level",
   ]) {
     const v = num(name);
     if (v !== undefined) params[name] = v;
@@ -473,7 +522,17 @@ function collectParams(errors) {
     const v = num("sigma");
     if (v !== undefined) params.sigma = v;
   }
+  // A number or "auto"; anything else is sent as typed, for the service to name the field.
+  const windows = $("#f-windows_per_tile").value.trim();
+  if (windows !== "") {
+    const n = Number(windows);
+    params.windows_per_tile =
+      windows.toLowerCase() === "auto" ? "auto" : Number.isInteger(n) ? n : windows;
+  }
+  const background = $("#f-background").value;
+  if (background) params.background = background;
   params.early_stop = $("#f-early_stop").checked;
+  params.preset = $("#f-preset").value;
   return params;
 }
 
@@ -1380,6 +1439,12 @@ class JobView {
       ["seed", p.seed],
       ["early stop", p.early_stop ? "yes" : "no"],
       ["tile / window", `${p.tile ?? "–"} / ${p.window ?? "–"}`],
+      // Jobs from before these parameters existed have no such keys: shown as "–".
+      ["windows per tile", "windows_per_tile" in p ? (p.windows_per_tile ?? "auto") : undefined],
+      ["background", p.background],
+      ["weight averaging (EMA)", p.ema],
+      ["warm-up steps", p.warmup],
+      ["haze level", p.haze_level],
       ["device", job.device || "–"],
       ["attempts", job.attempts],
       ["started", fmtTime(job.started_at)],
@@ -1447,6 +1512,7 @@ function init() {
     iterationsTouched = true;
   });
   $("#f-sigma-auto").addEventListener("change", onSigmaAuto);
+  $("#f-preset").addEventListener("change", onPresetChange);
   // A field's error goes as soon as it is edited.
   $("#job-form").addEventListener("input", (ev) => {
     const box = ev.target.closest(".field.invalid");
@@ -1477,6 +1543,7 @@ function init() {
   });
   onModeChange();
   onSigmaAuto();
+  onPresetChange();
 
   const key = getKey();
   if (!key) {

@@ -226,6 +226,76 @@ def test_invalid_parameter_is_shown_next_to_its_field(
     assert page.problems == []
 
 
+def test_preset_fills_the_form_and_the_job_stores_its_values(
+    page: Any, service: Service, tiny_sr_model: dict[str, Any], lr_tiff: Path
+) -> None:
+    """Choosing "adaptive" fills the form; the stored job is the service's own resolution of
+    the preset, so the form's copy of the presets cannot drift from saft_core's."""
+    from playwright.sync_api import expect
+
+    from saft_core.params import SaftParams
+
+    sign_in(page, service)
+    preset = page.get_by_label("Preset")
+    expect(preset).to_have_value("reference")
+    expect(page.get_by_label("SR learning rate (SRlr)")).to_have_value("1e-5")
+    expect(page.get_by_label("Weight averaging (EMA)")).to_have_attribute("placeholder", "0")
+    preset.select_option("adaptive")
+    expect(page.get_by_label("SR learning rate (SRlr)")).to_have_value("1e-3")
+    expect(page.get_by_label("Consistency level")).to_have_value("0.1")
+    # Advanced fields stay empty (= the preset's value), which their placeholder shows.
+    page.locator("details.advanced summary").click()
+    for label, value in [
+        ("Weight averaging (EMA)", "0.95"),
+        ("Warm-up steps", "30"),
+        ("Haze level", "0.3"),
+        ("Training tile (LR px)", "32"),
+        ("Windows per tile", "4"),
+    ]:
+        field = page.get_by_label(label)
+        expect(field).to_have_value("")
+        expect(field).to_have_attribute("placeholder", value)
+    expect(page.get_by_label("Background").locator("option").first).to_have_text("preset's (map)")
+
+    page.get_by_label("Low-resolution stack").set_input_files(lr_tiff)
+    sr_select = page.get_by_label("SR model")
+    expect(sr_select.locator(f'option[value="{tiny_sr_model["id"]}"]')).to_have_count(
+        1, timeout=90_000
+    )
+    sr_select.select_option(tiny_sr_model["id"])
+    page.get_by_label("Iterations").fill("1")
+    page.get_by_role("button", name="Upload and submit").click()
+    page.wait_for_url(re.compile(r"#/jobs/[0-9a-f]+$"))
+    job_id = page.url.rsplit("/", 1)[1]
+    service.client.post(f"/v1/jobs/{job_id}/cancel")  # its parameters are what is tested
+    job = service.client.get(f"/v1/jobs/{job_id}").json()
+    assert job["params"] == SaftParams.preset("adaptive", iterations=1).to_dict()
+
+    # The job page lists the new values.
+    params = page.locator("dl.params")
+    for name, value in [
+        ("weight averaging (EMA)", "0.95"),
+        ("warm-up steps", "30"),
+        ("haze level", "0.3"),
+        ("background", "map"),
+        ("windows per tile", "4"),
+    ]:
+        expect(params.locator(f'dt:text-is("{name}") + dd')).to_have_text(value)
+
+    # A typed advanced value wins over the preset; a bad one is shown next to its field.
+    page.goto(service.url + "/#/new")
+    page.get_by_label("Preset").select_option("adaptive")
+    page.locator("details.advanced").evaluate("d => { d.open = true; }")
+    page.get_by_label("Low-resolution stack").set_input_files(lr_tiff)
+    page.get_by_label("Weight averaging (EMA)").fill("1.5")
+    before = job_count(service)
+    page.get_by_role("button", name="Upload and submit").click()
+    ema_error = page.locator('[data-field="params.ema"] .field-error')
+    expect(ema_error).to_contain_text("ema must be a number in [0, 1)")
+    assert job_count(service) == before
+    assert page.problems == []
+
+
 def test_sse_parser_handles_any_chunking(page: Any, service: Service) -> None:
     """The fetch()-based SSE parser, fed the stream split at every possible position."""
     page.goto(service.url + "/")
