@@ -38,16 +38,30 @@ def main() -> int:
     print(f"starting embedded service on 127.0.0.1:{port} (data dir {data_dir})")
     with log_path.open("w") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "saft_cli.main", "serve", "--host", "127.0.0.1",
-             "--port", str(port), "--data-dir", str(data_dir)],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "saft_cli.main",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_ready(base, server, log_path)
         key = (data_dir / "admin-api-key").read_text().strip()
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"},
-                          timeout=60) as api:
+        with httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60
+        ) as api:
             return _run_job(api, args)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -85,8 +99,14 @@ def _run_job(api: httpx.Client, args: argparse.Namespace) -> int:
     _check(its)
     rows = its.json()
     for it in rows["items"] if isinstance(rows, dict) else rows:
-        print(json.dumps({k: it.get(k) for k in ("iteration", "losses", "rse", "rsp",
-                                                  "resolution", "seconds")}))
+        print(
+            json.dumps(
+                {
+                    k: it.get(k)
+                    for k in ("iteration", "losses", "rse", "rsp", "resolution", "seconds")
+                }
+            )
+        )
     chosen = job.get("recommended_iteration") or args.iterations
     print(f"recommended iteration: {job.get('recommended_iteration')}; reconstructing {chosen}")
     r = api.post(f"/v1/jobs/{job_id}/reconstructions", json={"iteration": chosen})

@@ -28,6 +28,7 @@ const LOSS_SERIES = [
   ["hessian", "hessian", "#e69f00"],
   ["sparse", "sparse", "#009e73"],
   ["rotation", "rotation", "#cc79a7"],
+  ["haze", "haze", "#d62728"],
   ["den", "DEN", "#56b4e9"],
   ["wsf", "WSF", "#d55e00"],
 ];
