@@ -74,6 +74,17 @@ class IterationResult:
 
 
 @dataclass
+class _Window:
+    """One training window on the device: input (N, 2, h, w) and per-pixel targets."""
+
+    inp: torch.Tensor
+    y0: torch.Tensor
+    y_rot: torch.Tensor
+    bg: torch.Tensor | None
+    empty: torch.Tensor | None  # 0/1 on the SR grid
+
+
+@dataclass
 class FinetuneSummary:
     """The run's outcome: per-iteration records and the recommended iteration."""
 
@@ -231,6 +242,7 @@ class _Run:
             bg = estimate_background(self.x.numpy())
             self.bg = bg if self.params.background == "map" else None
             self.empty = empty_mask(self.x.numpy(), bg) if self.params.haze_level > 0 else None
+        self._setup_objective()
 
     def setup_wsf(self, smlm: np.ndarray) -> None:
         """Normalise the SMLM target; it must lie on the SR grid of the LR stack."""
@@ -303,39 +315,13 @@ class _Run:
         return {name: value / len(order) for name, value in sums.items()}
 
     def _saft_step(self, origin: tuple[int, int], t0: int) -> dict[str, float]:
-        p, s, tile = self.params, self.scale, self.tile
-        iy, ix = origin
-        frames = slice(t0, t0 + self.window)
-        lr_win = (frames, slice(iy, iy + tile), slice(ix, ix + tile))
-        sr_win = (frames, slice(iy * s, (iy + tile) * s), slice(ix * s, (ix + tile) * s))
-        inp = self._input(*lr_win).to(self.dev)
-        x_tile = inp[:, 1:2]
-        y0 = torch.from_numpy(np.ascontiguousarray(self.y0[sr_win])).to(self.dev)[:, None]
-        y_rot = torch.from_numpy(np.ascontiguousarray(self.y_rot[sr_win])).to(self.dev)[:, None]
-        bg = None
-        if self.bg is not None:
-            bg = torch.from_numpy(np.ascontiguousarray(self.bg[lr_win])).to(self.dev)[:, None]
-
+        p, s = self.params, self.scale
+        win = self._window(origin, t0)
+        x_tile = win.inp[:, 1:2]
         self.model.train()
-        y = self.model(inp).abs()
-        den_out = self.den(x_tile).abs()
-        target = den_out.detach()
-        degraded = self._degrade(y, target, bg)
-        terms = {"degradation": losses.degradation_loss(degraded, target)}
-        if y.shape[0] >= 3 and p.continuity_level > 0:
-            terms["hessian"] = (
-                HESSIAN_WEIGHT
-                * p.continuity_level
-                * losses.hessian_loss(y[:, 0][None], lt=HESSIAN_LT)
-            )
-        if p.sparse_level > 0:
-            terms["sparse"] = p.sparse_level * losses.intensity_loss(y, y0)
-        if p.consistency_level > 0:
-            terms["rotation"] = p.consistency_level * losses.rotation_loss(y, y_rot)
-        if self.empty is not None:
-            empty = torch.from_numpy(np.ascontiguousarray(self.empty[lr_win])).to(self.dev)
-            mask = empty[:, None].to(y.dtype).repeat_interleave(s, -2).repeat_interleave(s, -1)
-            terms["haze"] = p.haze_level * losses.haze_loss(y, mask, y0)
+        y = self.model(win.inp).abs()
+        target = self.den(x_tile).abs().detach()
+        terms = self._terms(y, target, win)
         total = sum(terms.values())
         self._sr_update(total)
 
@@ -343,7 +329,7 @@ class _Run:
         # while staying close to the raw LR frame.
         den_out = self.den(x_tile).abs()
         if p.background in ("fit", "map"):
-            den_target = self._degrade(y.detach(), den_out.detach(), bg)
+            den_target = self._degrade(y.detach(), den_out.detach(), win.bg)
         else:  # the reference: the raw RSF output, no matching
             den_target = degrade(y.detach(), s, self.sigma, p.ksize)
         den_total = losses.den_loss(den_target, den_out, x_tile)
@@ -356,6 +342,81 @@ class _Run:
         out["total"] = float(total.detach())
         out["den"] = float(den_total.detach())
         return out
+
+    def _window(self, origin: tuple[int, int], t0: int) -> _Window:
+        """Network input and the per-pixel targets of one tile and frame window."""
+        s, tile = self.scale, self.tile
+        iy, ix = origin
+        frames = slice(t0, t0 + self.window)
+        lr_win = (frames, slice(iy, iy + tile), slice(ix, ix + tile))
+        sr_win = (frames, slice(iy * s, (iy + tile) * s), slice(ix * s, (ix + tile) * s))
+
+        def tensor(arr: np.ndarray | None, win: tuple[slice, ...]) -> torch.Tensor | None:
+            if arr is None:
+                return None
+            return torch.from_numpy(np.ascontiguousarray(arr[win])).to(self.dev)[:, None]
+
+        empty = tensor(self.empty, lr_win)
+        if empty is not None:  # LR mask -> SR grid
+            empty = empty.float().repeat_interleave(s, -2).repeat_interleave(s, -1)
+        return _Window(
+            inp=self._input(*lr_win).to(self.dev),
+            y0=tensor(self.y0, sr_win),
+            y_rot=tensor(self.y_rot, sr_win),
+            bg=tensor(self.bg, lr_win),
+            empty=empty,
+        )
+
+    def _terms(self, y: torch.Tensor, target: torch.Tensor, win: _Window) -> dict[str, Any]:
+        """The weighted SAFT loss terms of SR output y against one window's targets."""
+        p = self.params
+        degraded = self._degrade(y, target, win.bg)
+        terms = {"degradation": losses.degradation_loss(degraded, target)}
+        if y.shape[0] >= 3 and p.continuity_level > 0:
+            terms["hessian"] = (
+                HESSIAN_WEIGHT
+                * p.continuity_level
+                * losses.hessian_loss(y[:, 0][None], lt=HESSIAN_LT)
+            )
+        if p.sparse_level > 0:
+            terms["sparse"] = p.sparse_level * losses.intensity_loss(y, win.y0)
+        if p.consistency_level > 0:
+            terms["rotation"] = p.consistency_level * losses.rotation_loss(y, win.y_rot)
+        if win.empty is not None:
+            terms["haze"] = p.haze_level * losses.haze_loss(y, win.empty.to(y.dtype), win.y0)
+        return terms
+
+    def _setup_objective(self) -> None:
+        """Fixed windows (the middle window of every tile) and their targets from the DEN as
+        it was before fine-tuning: every iteration's network is judged on the same numbers."""
+        t0 = (self.x.shape[0] - self.window) // 2
+        self.eval_windows = [(origin, t0) for origin in self.origins]
+        self.eval_targets = []
+        self.den.eval()
+        with torch.no_grad():
+            for origin, t in self.eval_windows:
+                x_tile = self._window(origin, t).inp[:, 1:2]
+                self.eval_targets.append(self.den(x_tile).abs().cpu())
+        self.den.train()
+
+    def objective(self) -> float:
+        """The SAFT objective of the shown network on the fixed windows (lower is better).
+
+        Training losses are means over random windows and move with the draw; this is the
+        same sum on the same windows every iteration (iteration 0 included), so the
+        recommendation can tell convergence from noise.
+        """
+        net = self.shown
+        was_training = net.training
+        net.eval()
+        total = 0.0
+        with torch.no_grad():
+            for (origin, t0), target in zip(self.eval_windows, self.eval_targets, strict=True):
+                win = self._window(origin, t0)
+                y = net(win.inp).abs()
+                total += float(sum(self._terms(y, target.to(self.dev), win).values()))
+        net.train(was_training)
+        return total / len(self.eval_windows)
 
     def _sr_update(self, total: torch.Tensor) -> None:
         """One optimiser step of the SR network: warm-up rate, clipping, weight averaging."""
@@ -440,6 +501,8 @@ class _Run:
     ) -> dict[str, Any]:
         """Preview, metrics and checkpoint of iteration k, handed to the callback."""
         preview = _infer(self.shown, self._input(slice(0, 1)), self.scale)[0, 0]
+        if self.den is not None:  # SAFT (not WSF): judge the shown network on fixed windows
+            step_losses = {**step_losses, "objective": self.objective()}
         if self.compute_metrics:
             metrics = _safe_metrics(preview, self.x[0].numpy(), self.scale)
         else:

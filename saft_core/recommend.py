@@ -1,12 +1,18 @@
 """Which iteration to recommend: the first one at which the loss has converged.
 
-Rule (stated in the README and run.json): iteration k >= 2 has converged when its total loss
-changed from iteration k-1 by at most ``REL_STEP`` of the decrease achieved so far
-(L_1 - L_k), or by at most ``ABS_REL`` of L_{k-1}. Guards: an iteration whose RSE vs the LR
-frame is more than ``RSE_GUARD`` times the pretrained model's (it fits the loss by adding
-artifacts), or whose decorrelation resolution is more than ``RESOLUTION_GUARD`` times the
-pretrained model's (it lost resolution), is never recommended. With ``final=True`` (end of
-a run) and no converged iteration, the guarded iteration with the lowest loss is recommended.
+Rule (stated in the README and run.json): the loss is the SAFT objective of the network each
+iteration shows, on fixed windows (iteration 0 = the pretrained network), or, in records
+without it, the training total of iterations >= 1. Iteration k has converged when its loss
+changed from the previous iteration by at most ``REL_STEP`` of the decrease achieved so far
+(L_first - L_k), or by at most ``ABS_REL`` of the previous loss. Guards: an iteration whose
+RSE vs the LR frame is more than ``RSE_GUARD`` times the pretrained model's (it fits the loss
+by adding artifacts), or whose decorrelation resolution is more than ``RESOLUTION_GUARD``
+times the pretrained model's (it lost resolution), is never recommended. At the end of a run
+with no converged iteration, the guarded iteration with the lowest loss is recommended, or
+the pretrained network (0) when none is allowed or none beats its objective.
+
+The objective is preferred because the training total is a mean over each iteration's random
+windows: it moves with the draw, and it does not describe averaged weights (``ema``).
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ def recommend_iteration(records: Sequence[dict[str, Any]], *, final: bool = Fals
     by_iter = {int(r["iteration"]): r for r in records}
     base_rse = _num(by_iter.get(0, {}).get("rse"))
     base_res = _num(by_iter.get(0, {}).get("resolution"))
-    trained = sorted(k for k, r in by_iter.items() if k >= 1 and _num(r.get("total")) is not None)
+    key = "objective" if all(_num(r.get("objective")) is not None for r in records) else "total"
+    scored = sorted(k for k, r in by_iter.items() if _num(r.get(key)) is not None)
+    trained = [k for k in scored if k >= 1]
 
     def allowed(k: int) -> bool:
         return _within(by_iter[k].get("rse"), base_rse, RSE_GUARD) and _within(
@@ -35,9 +43,10 @@ def recommend_iteration(records: Sequence[dict[str, Any]], *, final: bool = Fals
 
     if not trained:
         return None
-    first = _num(by_iter[trained[0]]["total"])
-    for prev, k in zip(trained, trained[1:], strict=False):
-        lp, lk = _num(by_iter[prev]["total"]), _num(by_iter[k]["total"])
+    chain = scored if key == "objective" else trained  # the objective has an iteration 0
+    first = _num(by_iter[chain[0]][key])
+    for prev, k in zip(chain, chain[1:], strict=False):
+        lp, lk = _num(by_iter[prev][key]), _num(by_iter[k][key])
         step = abs(lk - lp)
         converged = step <= ABS_REL * abs(lp) or step <= REL_STEP * max(first - lk, 0.0)
         if converged and allowed(k):
@@ -47,7 +56,10 @@ def recommend_iteration(records: Sequence[dict[str, Any]], *, final: bool = Fals
     candidates = [k for k in trained if allowed(k)]
     if not candidates:
         return 0
-    return min(candidates, key=lambda k: _num(by_iter[k]["total"]))
+    best = min(candidates, key=lambda k: _num(by_iter[k][key]))
+    if key == "objective" and _num(by_iter[0][key]) <= _num(by_iter[best][key]):
+        return 0  # fine-tuning only made the objective worse: keep the pretrained network
+    return best
 
 
 def _within(value: Any, base: float | None, factor: float) -> bool:

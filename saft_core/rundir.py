@@ -21,7 +21,7 @@ from saft_core.video import write_preview
 RECORD_CSV = "SFSRM-SAFT_Finetuning_Record.csv"
 RUN_JSON = "run.json"
 LOSS_COLUMNS = {
-    "saft": ["total", "degradation", "hessian", "sparse", "rotation", "haze", "den"],
+    "saft": ["total", "degradation", "hessian", "sparse", "rotation", "haze", "den", "objective"],
     "wsf": ["total", "wsf"],
 }
 METRIC_COLUMNS = ["rse", "rsp", "resolution", "seconds"]
@@ -70,7 +70,8 @@ class RunDir:
         self.write_records(self.records)
 
     def write_records(self, records: list[dict[str, Any]]) -> None:
-        """The CSV: one row per iteration; losses are blank for iteration 0 (pretrained)."""
+        """The CSV: one row per iteration; training losses are blank for iteration 0 (the
+        pretrained network), which has only its ``objective``."""
         columns = ["iteration", *LOSS_COLUMNS[self.mode], *METRIC_COLUMNS]
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
