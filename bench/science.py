@@ -230,6 +230,7 @@ def main() -> None:
     ap.add_argument("--sr-model", default="default")
     ap.add_argument("--den-model", default="default")
     ap.add_argument("--render-only", action="store_true", help="re-render from science.json")
+    ap.add_argument("--oracles-only", action="store_true", help="add --oracle rows to science.json")
     ap.add_argument(
         "--variant",
         action="append",
@@ -237,8 +238,24 @@ def main() -> None:
         help="extra parameter set NAME:key=value,... (preset=adaptive, sigma=psf allowed)",
     )
     args = ap.parse_args()
-    if args.render_only:
-        render(json.loads((args.out / "science.json").read_text()), args.out)
+    if args.render_only or args.oracles_only:
+        results = json.loads((args.out / "science.json").read_text())
+        if args.oracles_only:  # add ceiling rows to an existing run
+            torch.set_num_threads(args.threads)
+            known = {o["condition"]: o for o in results.get("oracles", [])}
+            for spec in args.oracle:
+                name, _, path = spec.partition("=")
+                known[name] = oracle_condition(
+                    name,
+                    SHIFTED[name],
+                    Path(path),
+                    frames=results["setup"]["frames"],
+                    size=results["setup"]["size"],
+                    seed=HELD_OUT_SEED + list(SHIFTED).index(name),
+                )
+            results["oracles"] = list(known.values())
+            (args.out / "science.json").write_text(json.dumps(results, indent=1, default=_json))
+        render(results, args.out)
         return
     torch.set_num_threads(args.threads)
     MODELS.update(sr=args.sr_model, den=args.den_model)
