@@ -94,6 +94,7 @@ def run_condition(
             {
                 "iteration": result.iteration,
                 "loss": result.losses.get("total"),
+                "objective": result.losses.get("objective"),
                 "seconds": result.seconds,
                 **score(sr, sim, x[0]),
             }
@@ -193,6 +194,7 @@ def real_microtubule(params: SaftParams) -> dict[str, Any]:
             {
                 "iteration": result.iteration,
                 "loss": result.losses.get("total"),
+                "objective": result.losses.get("objective"),
                 **artifact_metrics(sr[0], x[0], 4),
                 **{f"storm_{k}": v for k, v in quality_vs_gt(sr[window], storm).items()},
             }
@@ -429,7 +431,18 @@ def oracle_rows(results: dict[str, Any]) -> list[str]:
 
 
 def iteration_table(res: dict[str, Any]) -> list[str]:
-    cols = ["iteration", "loss", "psnr", "ssim", "nrmse", "rse", "rsp", "resolution", "bg_ratio"]
+    cols = [
+        "iteration",
+        "loss",
+        "objective",
+        "psnr",
+        "ssim",
+        "nrmse",
+        "rse",
+        "rsp",
+        "resolution",
+        "bg_ratio",
+    ]
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in res["rows"]:
         mark = " ★" if r["iteration"] == res["recommended"] else ""
@@ -533,7 +546,16 @@ def render(results: dict[str, Any], out: Path) -> None:
             "SR grid of the region it covers (widefield rows 50:306, cols 48:304 at 5x).",
             "",
         ]
-        cols = ["iteration", "loss", "rse", "rsp", "resolution", "storm_psnr", "storm_ssim"]
+        cols = [
+            "iteration",
+            "loss",
+            "objective",
+            "rse",
+            "rsp",
+            "resolution",
+            "storm_psnr",
+            "storm_ssim",
+        ]
         lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         for r in run["rows"]:
             mark = " ★" if r["iteration"] == run["recommended"] else ""

@@ -504,7 +504,9 @@ class _Run:
         if self.den is not None:  # SAFT (not WSF): judge the shown network on fixed windows
             step_losses = {**step_losses, "objective": self.objective()}
         if self.compute_metrics:
-            metrics = _safe_metrics(preview, self.x[0].numpy(), self.scale)
+            # with a background map, RSE/RSP (and so the guard) judge the structure signal
+            bg0 = self.bg[0] if self.bg is not None else None
+            metrics = _safe_metrics(preview, self.x[0].numpy(), self.scale, bg0)
         else:
             metrics = {"rse": None, "rsp": None, "resolution": None}
         result = IterationResult(
@@ -624,12 +626,14 @@ def _infer(model: nn.Module, inp: torch.Tensor, scale: int) -> np.ndarray:
     return out.abs().float().cpu().numpy()
 
 
-def _safe_metrics(sr: np.ndarray, lr: np.ndarray, scale: int) -> dict[str, float | None]:
+def _safe_metrics(
+    sr: np.ndarray, lr: np.ndarray, scale: int, background: np.ndarray | None = None
+) -> dict[str, float | None]:
     """Artifact metrics; a failure here must never end a fine-tuning run."""
     from saft_core.metrics import artifact_metrics
 
     try:
-        m = artifact_metrics(sr, lr, scale)
+        m = artifact_metrics(sr, lr, scale, background=background)
     except Exception:  # noqa: BLE001 - metrics are advisory
         log.warning("artifact metrics failed", exc_info=True)
         return {"rse": None, "rsp": None, "resolution": None}
