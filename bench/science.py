@@ -95,6 +95,7 @@ def run_condition(
                 "iteration": result.iteration,
                 "loss": result.losses.get("total"),
                 "objective": result.losses.get("objective"),
+                "fidelity": result.losses.get("fidelity"),
                 "seconds": result.seconds,
                 **score(sr, sim, x[0]),
             }
@@ -195,6 +196,7 @@ def real_microtubule(params: SaftParams) -> dict[str, Any]:
                 "iteration": result.iteration,
                 "loss": result.losses.get("total"),
                 "objective": result.losses.get("objective"),
+                "fidelity": result.losses.get("fidelity"),
                 **artifact_metrics(sr[0], x[0], 4),
                 **{f"storm_{k}": v for k, v in quality_vs_gt(sr[window], storm).items()},
             }
@@ -435,6 +437,7 @@ def iteration_table(res: dict[str, Any]) -> list[str]:
         "iteration",
         "loss",
         "objective",
+        "fidelity",
         "psnr",
         "ssim",
         "nrmse",
@@ -550,6 +553,7 @@ def render(results: dict[str, Any], out: Path) -> None:
             "iteration",
             "loss",
             "objective",
+            "fidelity",
             "rse",
             "rsp",
             "resolution",

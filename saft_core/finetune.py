@@ -399,24 +399,28 @@ class _Run:
                 self.eval_targets.append(self.den(x_tile).abs().cpu())
         self.den.train()
 
-    def objective(self) -> float:
-        """The SAFT objective of the shown network on the fixed windows (lower is better).
+    def objective(self) -> dict[str, float]:
+        """The SAFT objective of the shown network on the fixed windows, and its data-fidelity
+        part alone (``fidelity``: the degradation term); lower is better.
 
-        Training losses are means over random windows and move with the draw; this is the
-        same sum on the same windows every iteration (iteration 0 included), so the
+        Training losses are means over random windows and move with the draw; these are the
+        same sums on the same windows every iteration (iteration 0 included), so the
         recommendation can tell convergence from noise.
         """
         net = self.shown
         was_training = net.training
         net.eval()
-        total = 0.0
+        total = fidelity = 0.0
         with torch.no_grad():
             for (origin, t0), target in zip(self.eval_windows, self.eval_targets, strict=True):
                 win = self._window(origin, t0)
                 y = net(win.inp).abs()
-                total += float(sum(self._terms(y, target.to(self.dev), win).values()))
+                terms = self._terms(y, target.to(self.dev), win)
+                total += float(sum(terms.values()))
+                fidelity += float(terms["degradation"])
         net.train(was_training)
-        return total / len(self.eval_windows)
+        n = len(self.eval_windows)
+        return {"objective": total / n, "fidelity": fidelity / n}
 
     def _sr_update(self, total: torch.Tensor) -> None:
         """One optimiser step of the SR network: warm-up rate, clipping, weight averaging."""
@@ -502,7 +506,7 @@ class _Run:
         """Preview, metrics and checkpoint of iteration k, handed to the callback."""
         preview = _infer(self.shown, self._input(slice(0, 1)), self.scale)[0, 0]
         if self.den is not None:  # SAFT (not WSF): judge the shown network on fixed windows
-            step_losses = {**step_losses, "objective": self.objective()}
+            step_losses = {**step_losses, **self.objective()}
         if self.compute_metrics:
             # with a background map, RSE/RSP (and so the guard) judge the structure signal
             bg0 = self.bg[0] if self.bg is not None else None

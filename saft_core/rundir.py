@@ -21,7 +21,17 @@ from saft_core.video import write_preview
 RECORD_CSV = "SFSRM-SAFT_Finetuning_Record.csv"
 RUN_JSON = "run.json"
 LOSS_COLUMNS = {
-    "saft": ["total", "degradation", "hessian", "sparse", "rotation", "haze", "den", "objective"],
+    "saft": [
+        "total",
+        "degradation",
+        "hessian",
+        "sparse",
+        "rotation",
+        "haze",
+        "den",
+        "objective",
+        "fidelity",
+    ],
     "wsf": ["total", "wsf"],
 }
 METRIC_COLUMNS = ["rse", "rsp", "resolution", "seconds"]
@@ -71,7 +81,7 @@ class RunDir:
 
     def write_records(self, records: list[dict[str, Any]]) -> None:
         """The CSV: one row per iteration; training losses are blank for iteration 0 (the
-        pretrained network), which has only its ``objective``."""
+        pretrained network), which has only its ``objective`` and ``fidelity``."""
         columns = ["iteration", *LOSS_COLUMNS[self.mode], *METRIC_COLUMNS]
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")

@@ -36,10 +36,10 @@ def test_callbacks_previews_and_loss_falls(data):
     seen = []
     summary = _run(data, params, on_iteration=seen.append)
     assert [r.iteration for r in seen] == list(range(7))
-    assert set(seen[0].losses) == {"objective"}  # the pretrained network, judged
+    assert set(seen[0].losses) == {"objective", "fidelity"}  # the pretrained network, judged
     assert all(r.preview.shape == (128, 128) for r in seen)
     assert set(seen[1].losses) == {
-        *("total", "degradation", "hessian", "sparse", "rotation", "den", "objective")
+        *("total", "degradation", "hessian", "sparse", "rotation", "den", "objective", "fidelity")
     }
     totals = [r.losses["total"] for r in seen[1:]]
     assert totals[-1] < totals[0]
