@@ -470,14 +470,22 @@ def plot(results: dict[str, Any], path: Path) -> bool:
     except ImportError:
         return False
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    # colour = condition, line style = variant, so twelve lines stay tellable apart
+    conditions = list(dict.fromkeys(r["condition"] for r in results["conditions"]))
+    variants = list(dict.fromkeys(r["variant"] for r in results["conditions"]))
+    styles = ["o:", "s--", "D-", "^-.", "v-"]
     for res in results["conditions"]:
         its = [r["iteration"] for r in res["rows"]]
         label = f"{res['condition']} [{res['variant']}]"
-        axes[0].plot(
-            its, [r["psnr"] - res["rows"][0]["psnr"] for r in res["rows"]], "o-", label=label
-        )
-        axes[1].plot(its, [r.get("rse") or np.nan for r in res["rows"]], "o-", label=label)
-        axes[2].plot(its, [r["bg_ratio"] for r in res["rows"]], "o-", label=label)
+        kw = {
+            "color": f"C{conditions.index(res['condition']) % 10}",
+            "label": label,
+            "markersize": 4,
+        }
+        fmt = styles[variants.index(res["variant"]) % len(styles)]
+        axes[0].plot(its, [r["psnr"] - res["rows"][0]["psnr"] for r in res["rows"]], fmt, **kw)
+        axes[1].plot(its, [r.get("rse") or np.nan for r in res["rows"]], fmt, **kw)
+        axes[2].plot(its, [r["bg_ratio"] for r in res["rows"]], fmt, **kw)
     for ax, title in zip(
         axes, ("ΔPSNR vs pretrained (dB)", "RSE vs LR", "background ratio"), strict=True
     ):
