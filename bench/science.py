@@ -45,6 +45,11 @@ HELD_OUT_SEED = 777_000
 MODELS = {"sr": "default", "den": "default"}  # overridable for experiments (--sr-model)
 
 
+def held_out_seed(name: str) -> int:
+    """The simulator seed of a shifted condition's held-out stack (one per condition)."""
+    return HELD_OUT_SEED + list(SHIFTED).index(name)
+
+
 def super_resolve(model: torch.nn.Module, x: np.ndarray, e: np.ndarray) -> np.ndarray:
     """|model([e, x])| for a normalised stack, (T, sH, sW) in normalised units."""
     inp = torch.from_numpy(np.stack([e, x], axis=1).astype(np.float32))
@@ -255,7 +260,7 @@ def main() -> None:
                     Path(path),
                     frames=results["setup"]["frames"],
                     size=results["setup"]["size"],
-                    seed=HELD_OUT_SEED + list(SHIFTED).index(name),
+                    seed=held_out_seed(name),
                 )
             results["oracles"] = list(known.values())
             (args.out / "science.json").write_text(json.dumps(results, indent=1, default=_json))
@@ -278,7 +283,6 @@ def main() -> None:
 
     results: dict[str, Any] = {"conditions": [], "ablations": [], "oracles": [], "real": None}
     names = [n for n in args.conditions.split(",") if n]
-    seeds = {name: HELD_OUT_SEED + list(SHIFTED).index(name) for name in SHIFTED}
     for name in names:
         for vname, changes in variants.items():
             res = run_condition(
@@ -287,7 +291,7 @@ def main() -> None:
                 resolve_variant(changes, SHIFTED[name]),
                 frames=args.frames,
                 size=args.size,
-                seed=seeds[name],
+                seed=held_out_seed(name),
             )
             res["variant"] = vname
             results["conditions"].append(res)
@@ -301,7 +305,7 @@ def main() -> None:
                 Path(path),
                 frames=args.frames,
                 size=args.size,
-                seed=seeds[name],
+                seed=held_out_seed(name),
             )
         )
     if not args.no_ablation:
@@ -326,7 +330,7 @@ def main() -> None:
                 resolve_variant({**base, **change}, SHIFTED[name]),
                 frames=args.frames,
                 size=args.size,
-                seed=seeds[name],
+                seed=held_out_seed(name),
             )
             res["variant"] = f"adaptive, {label}"
             results["ablations"].append(res)

@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 
+from saft_cli.param_help import default_help
 from saft_client import Job, JobEvent, Reconstruction, SaftClient, SaftClientError
 from saft_client._common import DEFAULT_URL, model_ref
 
@@ -112,51 +113,53 @@ _PARAM_OPTIONS: Sequence[tuple[str, Any, str]] = (
         "[service default: reference].",
     ),
     ("--iterations", int, "Fine-tuning iterations, 1..50 [service default: 5; wsf 3]."),
-    ("--lr", float, "Learning rate in (0, 1e-3] [default: 1e-5, adaptive preset: 1e-3]."),
-    ("--sigma", str, "RSF sigma in LR pixels, or 'auto' [default: 1.1]."),
-    ("--ksize", int, "Odd RSF kernel size 3..31 [default: 5]."),
-    ("--continuity-level", float, "Spatiotemporal continuity weight 0..100 [default: 1]."),
-    ("--sparse-level", float, "Sparsity weight 0..100 [default: 1]."),
+    ("--lr", float, "Learning rate in (0, 1e-3] " + default_help("lr")),
+    ("--sigma", str, "RSF sigma in LR pixels, or 'auto' " + default_help("sigma")),
+    ("--ksize", int, "Odd RSF kernel size 3..31 " + default_help("ksize")),
+    (
+        "--continuity-level",
+        float,
+        "Spatiotemporal continuity weight 0..100 " + default_help("continuity_level"),
+    ),
+    ("--sparse-level", float, "Sparsity weight 0..100 " + default_help("sparse_level")),
     (
         "--consistency-level",
         float,
-        "Rotation consistency weight 0..100 [default: 1, adaptive preset: 0.1].",
+        "Rotation consistency weight 0..100 " + default_help("consistency_level"),
     ),
-    ("--seed", int, "Random seed >= 0 [default: 0]."),
+    ("--seed", int, "Random seed >= 0 " + default_help("seed")),
     (
         "--background",
         str,
         "Match the degraded SR to the LR: 'fit' (gain and offset), 'mean' (the reference's "
-        "mean matching) or 'map' (gain over a background map) [default: fit, adaptive "
-        "preset: map].",
+        "mean matching) or 'map' (gain over a background map) " + default_help("background"),
     ),
     (
         "--ema",
         float,
-        "Moving-average decay of the SR weights in [0, 1), 0 = off "
-        "[default: 0, adaptive preset: 0.95].",
+        "Moving-average decay of the SR weights in [0, 1), 0 = off " + default_help("ema"),
     ),
     (
         "--warmup",
         int,
-        "Optimiser steps of learning-rate warm-up, 0..10000 [default: 0, adaptive preset: 30].",
+        "Optimiser steps of learning-rate warm-up, 0..10000 " + default_help("warmup"),
     ),
     (
         "--haze-level",
         float,
-        "Haze penalty weight 0..100, 0 = off [default: 0, adaptive preset: 0.3].",
+        "Haze penalty weight 0..100, 0 = off " + default_help("haze_level"),
     ),
     (
         "--tile",
         int,
-        "Training tile side in LR pixels, 16..512 [default: 64, adaptive preset: 32].",
+        "Training tile side in LR pixels, 16..512 " + default_help("tile"),
     ),
-    ("--window", int, "Odd number of adjacent frames, 3..15 [default: 5]."),
+    ("--window", int, "Odd number of adjacent frames, 3..15 " + default_help("window")),
     (
         "--windows-per-tile",
         str,
         "Random windows per tile in one iteration, 1..100, or 'auto' (every frame about "
-        "once) [default: 1, adaptive preset: 4].",
+        "once) " + default_help("windows_per_tile"),
     ),
 )
 

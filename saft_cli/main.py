@@ -15,6 +15,7 @@ from typing import Any, get_args
 
 import click
 
+from saft_cli.param_help import default_help
 from saft_core.errors import SaftError
 from saft_core.params import PRESETS, Background, SaftParams
 
@@ -43,26 +44,6 @@ def cli(verbose: bool) -> None:
 
 def _path_in(**kw: Any) -> click.Path:
     return click.Path(exists=True, dir_okay=False, path_type=Path, **kw)
-
-
-def _default_help(name: str) -> str:
-    """``[default: 1e-5, adaptive preset: 0.001]``: the reference value and every preset's
-    different one, read from ``SaftParams`` and ``PRESETS`` so the help cannot drift."""
-    default = SaftParams.__dataclass_fields__[name].default
-    text = f"default: {_shown(default)}"
-    for preset, values in PRESETS.items():
-        if name in values and values[name] != default:
-            text += f", {preset} preset: {_shown(values[name])}"
-    return f"[{text}]"
-
-
-def _shown(value: Any) -> str:
-    if value is None:
-        return "auto"
-    if not isinstance(value, float):
-        return str(value)
-    mantissa, e, exponent = f"{value:g}".partition("e")
-    return f"{mantissa}e{int(exponent)}" if e else mantissa  # 1e-5, not 1e-05
 
 
 @cli.command()
@@ -115,19 +96,17 @@ def edges(lr_tif: Path, out: Path) -> None:
     "(this project's, measured in docs/science.md). Options given explicitly win over it.",
 )
 @click.option("--iterations", type=int, default=None, help="Default 5 (saft) or 3 (wsf).")
-@click.option("--lr", "learning_rate", type=float, default=None, help=_default_help("lr"))
+@click.option("--lr", "learning_rate", type=float, default=None, help=default_help("lr"))
 @click.option(
-    "--sigma", default=None, help="RSF sigma in LR pixels or 'auto'. " + _default_help("sigma")
+    "--sigma", default=None, help="RSF sigma in LR pixels or 'auto'. " + default_help("sigma")
 )
-@click.option("--ksize", type=int, default=None, help=_default_help("ksize"))
+@click.option("--ksize", type=int, default=None, help=default_help("ksize"))
+@click.option("--continuity-level", type=float, default=None, help=default_help("continuity_level"))
+@click.option("--sparse-level", type=float, default=None, help=default_help("sparse_level"))
 @click.option(
-    "--continuity-level", type=float, default=None, help=_default_help("continuity_level")
+    "--consistency-level", type=float, default=None, help=default_help("consistency_level")
 )
-@click.option("--sparse-level", type=float, default=None, help=_default_help("sparse_level"))
-@click.option(
-    "--consistency-level", type=float, default=None, help=_default_help("consistency_level")
-)
-@click.option("--seed", type=int, default=None, help=_default_help("seed"))
+@click.option("--seed", type=int, default=None, help=default_help("seed"))
 @click.option("--early-stop", is_flag=True, help="Stop at the recommended iteration.")
 @click.option(
     "--background",
@@ -135,44 +114,44 @@ def edges(lr_tif: Path, out: Path) -> None:
     default=None,
     help="Match the degraded SR to the LR by gain and offset ('fit'), the reference's mean "
     "matching ('mean') or gain over an estimated background map ('map'). "
-    + _default_help("background"),
+    + default_help("background"),
 )
 @click.option(
     "--ema",
     type=float,
     default=None,
-    help="Decay of the moving average of the SR weights, [0, 1); 0 = off. " + _default_help("ema"),
+    help="Decay of the moving average of the SR weights, [0, 1); 0 = off. " + default_help("ema"),
 )
 @click.option(
     "--warmup",
     type=int,
     default=None,
-    help="Optimiser steps of linear learning-rate warm-up, 0..10000. " + _default_help("warmup"),
+    help="Optimiser steps of linear learning-rate warm-up, 0..10000. " + default_help("warmup"),
 )
 @click.option(
     "--haze-level",
     type=float,
     default=None,
-    help="Weight of the haze penalty, 0..100; 0 = off. " + _default_help("haze_level"),
+    help="Weight of the haze penalty, 0..100; 0 = off. " + default_help("haze_level"),
 )
 @click.option(
     "--tile",
     type=int,
     default=None,
-    help="Training tile side in LR pixels, 16..512. " + _default_help("tile"),
+    help="Training tile side in LR pixels, 16..512. " + default_help("tile"),
 )
 @click.option(
     "--window",
     type=int,
     default=None,
-    help="Odd number of adjacent frames per training window, 3..15. " + _default_help("window"),
+    help="Odd number of adjacent frames per training window, 3..15. " + default_help("window"),
 )
 @click.option(
     "--windows-per-tile",
     default=None,
     metavar="N|auto",
     help="Random windows per tile in one iteration, 1..100, or 'auto' (every frame about once). "
-    + _default_help("windows_per_tile"),
+    + default_help("windows_per_tile"),
 )
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in RUN_DIR.")
