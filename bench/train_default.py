@@ -17,7 +17,7 @@ from pathlib import Path
 
 from saft_core.networks import WEIGHTS_DIR
 from saft_core.simulate import PRESETS
-from saft_core.training import TrainConfig, train_base
+from saft_core.training import BROAD, TrainConfig, train_base
 
 
 def main() -> None:
@@ -26,7 +26,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--out", type=Path, default=WEIGHTS_DIR)
-    ap.add_argument("--condition", default="training", choices=list(PRESETS))
+    ap.add_argument("--condition", default=BROAD, choices=[BROAD, *PRESETS])
+    ap.add_argument("--stacks", type=int, default=96, help="simulated training fields")
+    ap.add_argument("--val-stacks", type=int, default=6, help="held-out validation stacks")
     args = ap.parse_args()
     started = time.perf_counter()
 
@@ -43,7 +45,9 @@ def main() -> None:
             threads=args.threads,
             progress=progress,
             cache_dir=Path(cache),
-            config=TrainConfig(condition=args.condition),
+            config=TrainConfig(
+                condition=args.condition, n_stacks=args.stacks, val_stacks=args.val_stacks
+            ),
         )
     v = card["validation"]
     print("seconds", card["seconds"])

@@ -26,9 +26,9 @@ from scipy.signal import lfilter
 from scipy.spatial import Voronoi
 
 SCALE = 4  # SR pixels per LR pixel
-STRUCTURES = ("filaments", "er", "mitochondria")
+STRUCTURES = ("filaments", "er", "mitochondria", "vesicles")
 _SAMPLE_STEP = 0.5  # SR pixels between point samples along curves and across areas
-_LINE_WIDTH = {"filaments": 0.45, "er": 0.9, "mitochondria": 0.8}  # Gaussian sigma, SR px
+_LINE_WIDTH = {"filaments": 0.45, "er": 0.9, "mitochondria": 0.8, "vesicles": 0.6}  # sigma, SR px
 _DEFORM_MODES = 4  # sinusoidal modes per displacement component
 
 
@@ -47,6 +47,10 @@ class SimCondition:
     density: float = 1.0  # multiplier on the number of objects per unit area
     deform: float = 0.25  # amplitude of the smooth local deformation, LR pixels
     bg_variation: float = 0.5  # peak-to-peak of the smooth background, fraction of its mean
+    # Out-of-focus light: structures of another plane, blurred by ``defocus_sigma_lr`` (LR px),
+    # with a peak of ``defocus`` x ``photons``. Part of the background: never in the truth.
+    defocus: float = 0.0
+    defocus_sigma_lr: float = 4.0
 
     def structures(self) -> tuple[str, ...]:
         """The structure classes this condition renders."""
@@ -138,6 +142,8 @@ def simulate_stack(
     gt = frames[:, pad : pad + SCALE * h, pad : pad + SCALE * w] * np.float32(gain)
 
     background = _background(rng, (h, w), condition.background, condition.bg_variation)
+    if condition.defocus > 0:
+        background = background + _out_of_focus(condition, (h, w), seed)
     expected = signal + background[None]
     counts = rng.poisson(np.clip(expected, 0, None)).astype(np.float32)
     read = rng.normal(0.0, condition.read_noise, size=counts.shape).astype(np.float32)
@@ -213,6 +219,24 @@ def _blur_bin_matrix(n_canvas: int, pad: int, n_lr: int, sigma_sr: float) -> np.
         blur[rows[ok], cols[ok]] += k
     binned = blur.reshape(n_lr, SCALE, n_canvas).mean(axis=1)
     return binned.astype(np.float32)
+
+
+def _out_of_focus(condition: SimCondition, shape: tuple[int, int], seed: int) -> np.ndarray:
+    """Light from another focal plane: the same kinds of structure, blurred far beyond the PSF
+    (photons per LR pixel, static over the stack, peak = defocus x photons)."""
+    h, w = shape
+    rng = np.random.default_rng([seed, 97])
+    domain = (-8.0 * SCALE, SCALE * (h + 8), -8.0 * SCALE, SCALE * (w + 8))
+    canvas = np.zeros((SCALE * h, SCALE * w), np.float32)
+    for name in condition.structures():
+        pts, wts = _GENERATORS[name](rng, domain, condition.density)
+        canvas += _splat(pts, wts, canvas.shape)
+    pooled = canvas.reshape(h, SCALE, w, SCALE).mean(axis=(1, 3))
+    blurred = gaussian_filter(pooled, condition.defocus_sigma_lr, mode="reflect")
+    peak = float(blurred.max())
+    if peak <= 0:
+        return np.zeros(shape, np.float32)
+    return (blurred * (condition.defocus * condition.photons / peak)).astype(np.float32)
 
 
 def _background(rng: np.random.Generator, shape: tuple[int, int], mean: float, var: float):
@@ -365,4 +389,66 @@ def _mitochondria(rng: np.random.Generator, domain, density: float):
     return np.stack([y, x], -1), brightness * _SAMPLE_STEP**2
 
 
-_GENERATORS = {"filaments": _filaments, "er": _er, "mitochondria": _mitochondria}
+def _vesicles(rng: np.random.Generator, domain, density: float):
+    """Vesicle-like puncta and small rings (endosomes, lysosomes): 60-400 nm across."""
+    n = max(1, round(density * _area(domain) / 2500.0))  # ~25 per 64x64 LR field
+    centre = _uniform_points(rng, domain, n)
+    radius = rng.uniform(1.2, 8.0, n)  # SR pixels
+    hollow = rng.random(n) < 0.4  # larger ones may show a lumen: a ring
+    v = np.arange(-8.0, 8.0 + 1e-9, _SAMPLE_STEP)
+    vy, vx = (g.ravel() for g in np.meshgrid(v, v, indexing="ij"))
+    r = np.hypot(vy, vx)[None]  # (1, G)
+    inside = r <= radius[:, None]
+    ring = hollow[:, None] & (radius[:, None] > 4.0) & (r < radius[:, None] - 2.0)
+    obj, g = np.nonzero(inside & ~ring)
+    pts = centre[obj] + np.stack([vy[g], vx[g]], -1)
+    # Brightness per object is spread over its area: small puncta are as bright as tubules.
+    area = np.bincount(obj, minlength=n).astype(float)
+    brightness = rng.uniform(0.5, 1.2, n) * 6.0 / np.sqrt(np.maximum(area, 1.0))
+    return pts, brightness[obj] * _SAMPLE_STEP**2
+
+
+_GENERATORS = {
+    "filaments": _filaments,
+    "er": _er,
+    "mitochondria": _mitochondria,
+    "vesicles": _vesicles,
+}
+
+
+# The BROAD distribution of imaging conditions: (low, high) per field, drawn uniformly, or
+# log-uniformly for the fields in _LOG_UNIFORM. PSF width spans 1x to ~2.5x sampling.
+BROAD_RANGES: dict[str, tuple[float, float]] = {
+    "psf_sigma_lr": (0.8, 2.6),
+    "photons": (15.0, 2000.0),
+    "background": (2.0, 1500.0),
+    "offset": (0.0, 400.0),
+    "read_noise": (0.5, 3.0),
+    "drift": (0.0, 0.4),
+    "bleach_rate": (0.0, 0.02),
+    "density": (0.5, 2.0),
+    "deform": (0.0, 0.5),
+    "bg_variation": (0.1, 0.9),
+    "defocus": (0.0, 1.5),  # drawn for 60% of the fields, 0 for the rest
+    "defocus_sigma_lr": (2.5, 8.0),
+}
+_LOG_UNIFORM = {"photons", "background", "density"}
+BROAD_DEFOCUS_FRACTION = 0.6
+
+
+def sample_condition(rng: np.random.Generator) -> SimCondition:
+    """One imaging condition from the BROAD distribution the default networks are trained on.
+
+    Why: a base network trained on one condition paints its structures onto everything else.
+    Every structure class appears in random mixes; the other fields follow BROAD_RANGES.
+    """
+    kinds = [s for s in STRUCTURES if rng.random() < 0.5] or [str(rng.choice(STRUCTURES))]
+    values = {}
+    for name, (low, high) in BROAD_RANGES.items():
+        if name in _LOG_UNIFORM:
+            values[name] = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+        else:
+            values[name] = float(rng.uniform(low, high))
+    if rng.random() >= BROAD_DEFOCUS_FRACTION:
+        values["defocus"] = 0.0
+    return SimCondition(structure="+".join(kinds), **values)

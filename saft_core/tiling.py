@@ -23,6 +23,10 @@ from torch import nn
 
 from saft_core.errors import InvalidParameterError, ShapeMismatchError
 
+# LR pixels of mirrored context around the frame. Why: the network's zero padding turns a
+# bright frame edge into a step, which it renders as a bright band along the border.
+FRAME_BORDER_PAD = 8
+
 
 def blend_margin(overlap: int) -> int:
     """LR pixels ignored next to a tile's interior edge: the overlap minus a quarter-width ramp,
@@ -48,8 +52,12 @@ def tiled_apply(
     tile: int = 128,
     overlap: int = 16,
     batch_size: int = 4,
+    border_pad: int = FRAME_BORDER_PAD,
 ) -> torch.Tensor:
     """model(inp) computed tile by tile: (N, C, H, W) LR -> (N, out_nc, scale*H, scale*W).
+
+    The frame is first mirrored outwards by ``border_pad`` LR pixels (less for tiny frames)
+    and the output cropped back, so frame borders see image-like context, not zeros.
 
     Runs under ``torch.inference_mode``; tiles from all images are batched together
     (``batch_size`` tiles per forward pass) on the model's device, and blended into float32
@@ -68,6 +76,13 @@ def tiled_apply(
         raise InvalidParameterError(
             f"batch_size must be >= 1, got {batch_size}", field="batch_size"
         )
+    if border_pad < 0:
+        raise InvalidParameterError(f"border_pad must be >= 0, got {border_pad}", field="tile")
+    pad = min(border_pad, inp.shape[-2] - 1, inp.shape[-1] - 1)
+    if pad > 0:
+        padded = torch.nn.functional.pad(inp, (pad, pad, pad, pad), mode="reflect")
+        out = tiled_apply(model, padded, scale, tile, overlap, batch_size, border_pad=0)
+        return out[..., pad * scale : -pad * scale, pad * scale : -pad * scale].contiguous()
     n, _, height, width = inp.shape
     th, tw = min(tile, height), min(tile, width)
     ys, xs = _starts(height, tile, overlap), _starts(width, tile, overlap)

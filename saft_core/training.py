@@ -41,12 +41,20 @@ from saft_core.networks import (
 )
 from saft_core.normalise import lr_scale, normalise_edges
 from saft_core.quality import psnr, quality_vs_gt
-from saft_core.simulate import PRESETS, SCALE, SimCondition, SimResult, simulate_stack
+from saft_core.simulate import (
+    PRESETS,
+    SCALE,
+    SimCondition,
+    SimResult,
+    sample_condition,
+    simulate_stack,
+)
 
 ProgressFn = Callable[[int, int, dict[str, Any]], None]
 CARD_FORMAT = "saft-model-card/1"
 VALIDATION_SEED_BASE = 900_000  # validation stacks never share a seed with training stacks
 LOG_POINTS = 20  # loss-history entries kept in the card
+BROAD = "broad"  # condition name: every field draws its own condition (simulate.sample_condition)
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,7 @@ class TrainConfig:
     # nf=16, nb=3 beat nf=32, nb=2 per CPU second in pilot runs (the 4x-grid convs cost nf^2).
     sr: SRConfig = field(default_factory=lambda: SRConfig(nf=16, nb=3, gc=16, scale=SCALE))
     den: DENConfig = field(default_factory=DENConfig)
-    condition: str = "training"  # a simulate.PRESETS name
+    condition: str = "training"  # a simulate.PRESETS name, or BROAD
     n_stacks: int = 48  # independent simulated fields of view
     frames_per_stack: int = 4  # frames per field (correlated: same structures, moved)
     lr_size: int = 96  # LR pixels per side of each simulated field
@@ -71,8 +79,16 @@ class TrainConfig:
     den_steps: int | None = None  # None -> half the SR steps (the residual DEN learns fast)
     val_frames: int = 4
     val_size: int = 128  # LR pixels per side of the held-out validation stack
+    val_stacks: int = 1  # held-out stacks (each its own condition when BROAD)
 
     def condition_obj(self) -> SimCondition:
+        """The single condition (for BROAD: the TRAINING preset, used only for reporting)."""
+        return PRESETS["training" if self.condition == BROAD else self.condition]
+
+    def condition_for(self, sim_seed: int) -> SimCondition:
+        """The condition of the field simulated with ``sim_seed``."""
+        if self.condition == BROAD:
+            return sample_condition(np.random.default_rng([sim_seed, 7]))
         return PRESETS[self.condition]
 
 
@@ -140,10 +156,7 @@ def train_base(
         t_den = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        val = validation_stack(cfg, seed)
-        from saft_core.edges import compute_edges
-
-        metrics = evaluate_models(sr, den, val, compute_edges(val.lr))
+        metrics = validate(cfg, seed, sr, den)
         t_eval = time.perf_counter() - t0
         n_threads = torch.get_num_threads()
     finally:
@@ -190,9 +203,9 @@ def make_training_data(
     """Simulate the training fields and their normalised inputs/targets; edges come cached."""
     from saft_core.edges import compute_edges
 
-    cond = cfg.condition_obj()
     xs, es, srs, dens = [], [], [], []
     for k in range(cfg.n_stacks):
+        cond = cfg.condition_for(stack_seed(seed, k))
         sim = simulate_stack(
             cond, cfg.frames_per_stack, (cfg.lr_size, cfg.lr_size), seed=stack_seed(seed, k)
         )
@@ -229,14 +242,29 @@ def _cache_key(cond: SimCondition, cfg: TrainConfig, sim_seed: int, lr: np.ndarr
     return h.hexdigest()[:20]
 
 
-def validation_stack(cfg: TrainConfig, seed: int) -> SimResult:
-    """The held-out TRAINING-condition stack (its seed is disjoint from the training seeds)."""
+def validation_stack(cfg: TrainConfig, seed: int, index: int = 0) -> SimResult:
+    """Held-out stack ``index`` of the training distribution (seeds disjoint from training)."""
+    sim_seed = VALIDATION_SEED_BASE + seed + 1000 * index
     return simulate_stack(
-        cfg.condition_obj(),
-        cfg.val_frames,
-        (cfg.val_size, cfg.val_size),
-        seed=VALIDATION_SEED_BASE + seed,
+        cfg.condition_for(sim_seed), cfg.val_frames, (cfg.val_size, cfg.val_size), seed=sim_seed
     )
+
+
+def validate(cfg: TrainConfig, seed: int, sr: nn.Module, den: nn.Module) -> dict[str, Any]:
+    """Mean held-out metrics over ``cfg.val_stacks`` stacks, and each stack's own figures."""
+    from saft_core.edges import compute_edges
+
+    per_stack = []
+    for i in range(cfg.val_stacks):
+        val = validation_stack(cfg, seed, i)
+        per_stack.append(evaluate_models(sr, den, val, compute_edges(val.lr)))
+    if len(per_stack) == 1:
+        return per_stack[0]
+    mean = {
+        name: {k: round(float(np.mean([m[name][k] for m in per_stack])), 4) for k in fig}
+        for name, fig in per_stack[0].items()
+    }
+    return {**mean, "per_stack": per_stack}
 
 
 class _Crops:
@@ -442,11 +470,24 @@ def _file_info(path: Path) -> dict[str, Any]:
     return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
+def _condition_description(cfg: TrainConfig) -> dict[str, Any]:
+    """The training condition for the card: one preset's fields, or the BROAD ranges."""
+    if cfg.condition != BROAD:
+        return asdict(cfg.condition_obj())
+    from saft_core.simulate import BROAD_DEFOCUS_FRACTION, BROAD_RANGES, STRUCTURES
+
+    return {
+        "distribution": "saft_core.simulate.sample_condition",
+        "structure": f"random non-empty subset of {'+'.join(STRUCTURES)}",
+        **{k: list(v) for k, v in BROAD_RANGES.items()},
+        "defocus_fraction": BROAD_DEFOCUS_FRACTION,
+    }
+
+
 def _card(cfg, seed, steps, den_steps, threads, seconds, sr, den, metrics) -> dict[str, Any]:
     import nanopyx
     import scipy
 
-    cond = cfg.condition_obj()
     return {
         "format": CARD_FORMAT,
         "created_by": "saft_core.training.train_base",
@@ -462,7 +503,7 @@ def _card(cfg, seed, steps, den_steps, threads, seconds, sr, den, metrics) -> di
         "data": {
             "simulator": "saft_core.simulate.simulate_stack",
             "condition_name": cfg.condition.upper(),
-            "condition": asdict(cond),
+            "condition": _condition_description(cfg),
             "n_stacks": cfg.n_stacks,
             "frames_per_stack": cfg.frames_per_stack,
             "lr_shape": [cfg.lr_size, cfg.lr_size],
@@ -499,6 +540,8 @@ def _card(cfg, seed, steps, den_steps, threads, seconds, sr, den, metrics) -> di
             "stack": {
                 "condition_name": cfg.condition.upper(),
                 "seed": VALIDATION_SEED_BASE + seed,
+                "stacks": cfg.val_stacks,
+                "seeds": f"{VALIDATION_SEED_BASE + seed} + 1000 * i, i < {cfg.val_stacks}",
                 "frames": cfg.val_frames,
                 "lr_shape": [cfg.val_size, cfg.val_size],
             },

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from saft_core.simulate import (
+    BROAD_RANGES,
     HIGH_BACKGROUND,
     LOW_SNR,
     OTHER_STRUCTURE,
     PRESETS,
+    STRUCTURES,
     TRAINING,
     WIDE_PSF,
     SimCondition,
     rsf_reference,
+    sample_condition,
     simulate_stack,
 )
 
@@ -114,13 +116,34 @@ def test_presets_and_structures():
     assert WIDE_PSF.psf_sigma_lr > TRAINING.psf_sigma_lr
     assert HIGH_BACKGROUND.background > 10 * TRAINING.background
     assert set(OTHER_STRUCTURE.structures()).isdisjoint(TRAINING.structures())
-    assert SimCondition(structure="all").structures() == ("filaments", "er", "mitochondria")
+    assert SimCondition(structure="all").structures() == STRUCTURES
     with pytest.raises(ValueError):
         SimCondition(structure="nuclei").structures()
 
 
-def test_fifty_frames_at_128_are_fast():
-    t0 = time.perf_counter()
+def test_every_structure_renders_a_long_stack():
+    # speed is a benchmark figure (bench/), not a timed test
     res = simulate_stack(replace(TRAINING, structure="all"), 50, (128, 128), seed=0)
     assert res.gt.shape == (50, 512, 512)
-    assert time.perf_counter() - t0 < 10.0  # a few seconds on one core
+    assert all(n > 0 for n in res.params["n_points"].values())
+    assert set(res.params["n_points"]) == set(STRUCTURES)
+
+
+def test_out_of_focus_light_is_background_not_truth():
+    sharp = simulate_stack(replace(TRAINING, defocus=0.0), 2, (64, 64), seed=3)
+    hazy = simulate_stack(replace(TRAINING, defocus=1.0, defocus_sigma_lr=5.0), 2, (64, 64), seed=3)
+    np.testing.assert_array_equal(sharp.gt, hazy.gt)
+    extra = hazy.background - sharp.background
+    assert extra.min() >= 0 and extra.max() == pytest.approx(TRAINING.photons, rel=1e-3)
+    assert np.abs(np.diff(extra, axis=0)).max() < 0.2 * TRAINING.photons  # smooth: out of focus
+
+
+def test_broad_conditions_span_their_ranges():
+    rng = np.random.default_rng(0)
+    conds = [sample_condition(rng) for _ in range(300)]
+    for name, (low, high) in BROAD_RANGES.items():
+        values = [getattr(c, name) for c in conds if name != "defocus" or c.defocus > 0]
+        assert low <= min(values) and max(values) <= high
+        assert max(values) - min(values) > 0.7 * (high - low) or name in ("photons", "background")
+    assert {s for c in conds for s in c.structures()} == set(STRUCTURES)
+    assert 0.3 < np.mean([c.defocus > 0 for c in conds]) < 0.9

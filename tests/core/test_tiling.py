@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,7 +10,16 @@ from torch import nn
 
 from saft_core.errors import InvalidParameterError, ShapeMismatchError
 from saft_core.networks import SRConfig, build_sr
-from saft_core.tiling import blend_margin, tile_grid, tiled_apply
+from saft_core.tiling import FRAME_BORDER_PAD, blend_margin, tile_grid, tiled_apply
+
+P = FRAME_BORDER_PAD
+
+
+def whole_frame(model: nn.Module, inp: torch.Tensor, pad: int = P) -> torch.Tensor:
+    """model on the whole frame mirrored by ``pad`` LR pixels, cropped back (scale 4)."""
+    with torch.no_grad():
+        out = model(F.pad(inp, (pad,) * 4, mode="reflect"))
+    return out[..., 4 * pad : -4 * pad, 4 * pad : -4 * pad]
 
 
 class Pointwise(nn.Module):
@@ -78,7 +88,7 @@ def test_blending_is_exact_for_a_pointwise_model(overlap: int) -> None:
     out = tiled_apply(model, inp, 4, tile=32, overlap=overlap, batch_size=4)
     assert out.shape == (3, 2, 200, 280) and out.dtype == torch.float32
     assert (out - whole).abs().max() < 1e-5
-    n_tiles = 3 * len(tile_grid(50, 70, 32, overlap))
+    n_tiles = 3 * len(tile_grid(50 + 2 * P, 70 + 2 * P, 32, overlap))  # the mirrored frame
     assert sum(model.batches) == n_tiles  # every tile once, across images
     assert max(model.batches) <= 4 and len(model.batches) == -(-n_tiles // 4)
 
@@ -90,8 +100,7 @@ def test_tiled_equals_whole_frame_rrdbnet() -> None:
     tile, overlap = 64, 52
     assert blend_margin(overlap) >= radius
     inp = torch.rand(2, 2, 75, 90, generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        whole = model(inp)
+    whole = whole_frame(model, inp)
     assert len(tile_grid(75, 90, tile, overlap)) > 4  # a real grid, not one tile
     out = tiled_apply(model, inp, 4, tile=tile, overlap=overlap, batch_size=3)
     assert out.shape == whole.shape
@@ -104,15 +113,38 @@ def test_tiled_equals_whole_frame_rrdbnet() -> None:
 def test_small_frames_are_processed_whole() -> None:
     model = strong_rrdb()
     inp = torch.rand(1, 2, 20, 30)
-    with torch.no_grad():
-        whole = model(inp)
     out = tiled_apply(model, inp, 4, tile=128, overlap=16)
-    assert (out - whole).abs().max() < 1e-5
+    assert (out - whole_frame(model, inp)).abs().max() < 1e-5
     wide = torch.rand(1, 2, 20, 150)  # smaller than a tile in one axis only
+    out = tiled_apply(model, wide, 4, tile=64, overlap=52, border_pad=0)
     with torch.no_grad():
-        whole = model(wide)
-    out = tiled_apply(model, wide, 4, tile=64, overlap=52)
-    assert (out - whole).abs().max() < 1e-4
+        assert (out - model(wide)).abs().max() < 1e-4  # no mirroring: the plain network
+
+
+def test_frame_border_band_is_gone_on_the_real_frame() -> None:
+    """The default network on the real microtubule frame: the outermost LR column (bright
+    cell centre) must look like its neighbours, not like a band (zero padding made it 1.5x)."""
+    from pathlib import Path
+
+    from saft_core.io import read_stack
+    from saft_core.networks import load_model
+    from saft_core.normalise import normalise_edges, normalise_lr
+
+    ex = Path(__file__).resolve().parents[2] / "examples" / "sfsrm-microtubule"
+    wf = read_stack(ex / "widefield.tif").data
+    edge = read_stack(ex / "edgemap_nanoj_srrf.tif").data
+    inp = torch.from_numpy(np.stack([normalise_edges(edge), normalise_lr(wf)], 1))
+    model = load_model("default", "sr").eval()
+
+    def band(out: torch.Tensor) -> float:
+        sr = out.abs()[0, 0].numpy()
+        return float(sr[:, :4].mean() / sr[:, 4:32].mean())
+
+    torch.manual_seed(0)
+    mirrored = band(tiled_apply(model, inp, 4, tile=128, overlap=24))
+    zero_padded = band(tiled_apply(model, inp, 4, tile=128, overlap=24, border_pad=0))
+    assert mirrored < 1.2
+    assert zero_padded > mirrored + 0.1  # the check has teeth
 
 
 def test_output_is_a_normal_tensor() -> None:
