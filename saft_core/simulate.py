@@ -70,12 +70,20 @@ LOW_SNR = replace(TRAINING, photons=40.0, background=10.0)
 WIDE_PSF = replace(TRAINING, psf_sigma_lr=1.6)
 HIGH_BACKGROUND = replace(TRAINING, background=800.0, bg_variation=0.8)
 OTHER_STRUCTURE = replace(TRAINING, structure="mitochondria")
+# ~2x oversampled (PSF twice as wide in LR pixels) under strong out-of-focus light, as in the
+# published ER and mitochondria frames; and fast motion with strong bleaching.
+OVERSAMPLED_HAZE = replace(
+    TRAINING, psf_sigma_lr=2.0, background=150.0, defocus=1.0, defocus_sigma_lr=5.0
+)
+FAST_MOTION = replace(TRAINING, drift=0.8, deform=1.0, bleach_rate=0.05)
 PRESETS: dict[str, SimCondition] = {
     "training": TRAINING,
     "low_snr": LOW_SNR,
     "wide_psf": WIDE_PSF,
     "high_background": HIGH_BACKGROUND,
     "other_structure": OTHER_STRUCTURE,
+    "oversampled_haze": OVERSAMPLED_HAZE,
+    "fast_motion": FAST_MOTION,
 }
 
 
