@@ -1,17 +1,119 @@
-"""SRRF edge maps against the published NanoJ-SRRF edge map of the SFSRM example."""
+"""SRRF edge maps against the published NanoJ-SRRF edge map and a NanoJ-faithful reference.
+
+NanoJ-SRRF (ImageJ, Java) cannot run here, so ``nanoj_radiality`` below re-implements its
+radiality kernel (HenriquesLab/NanoJ-SRRF, SRRF.java, Kernel_SRRF) in numpy, independently of
+nanopyx: it is validated on the published microtubule map (r >= 0.9) and then serves as the
+reference on simulated frames of known PSF width, which the published data cannot cover.
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
+from scipy.ndimage import gaussian_filter
 
 from saft_core.edges import EDGE_BACKGROUND, compute_edges, rescale_edges
 from saft_core.errors import InvalidStackError
+from saft_core.simulate import TRAINING, simulate_stack
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sfsrm-microtubule"
+
+
+def _catmull_rom(x: np.ndarray) -> np.ndarray:
+    """NanoJ's cubic(): the Catmull-Rom kernel (a = 0.5) at offsets x (px)."""
+    x = np.abs(x)
+    near = x * x * (1.5 * x - 2.5) + 1
+    far = -0.5 * x**3 + 2.5 * x * x - 4 * x + 2
+    return np.where(x < 1, near, np.where(x < 2, far, 0.0))
+
+
+def _interpolate(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """NanoJ's _interpolate*: pixel centres at u + 0.5, zero within 1.5 px of the edge."""
+    h, w = img.shape
+    out = np.zeros(x.shape)
+    ok = (x >= 1.5) & (x <= w - 1.5) & (y >= 1.5) & (y <= h - 1.5)
+    xs, ys = x[ok], y[ok]
+    u0, v0 = np.floor(xs - 0.5).astype(int), np.floor(ys - 0.5).astype(int)
+    total = np.zeros(xs.shape)
+    for j in range(4):
+        row = np.zeros(xs.shape)
+        v = np.minimum(v0 - 1 + j, h - 1)  # a tap past the edge has weight 0 (at exactly 2 px)
+        for i in range(4):
+            u = np.minimum(u0 - 1 + i, w - 1)
+            row += img[v, u] * _catmull_rom(xs - (u0 - 1 + i + 0.5))
+        total += row * _catmull_rom(ys - (v0 - 1 + j + 0.5))
+    out[ok] = total
+    return out
+
+
+def nanoj_radiality(
+    frame: np.ndarray, ring_radius: float = 1.0, axes: int = 5, smooth: bool = True
+) -> np.ndarray:
+    """NanoJ-SRRF's single-frame map at magnification 1: radiality x intensity, (H, W).
+
+    As Kernel_SRRF with positivity constraint, intensity weighting and (``smooth``) gradient
+    smoothing: gradients are 5x3 (along x across) pixel-difference sums with edge clamping,
+    2 * ``axes`` ring points at ``ring_radius`` LR px, Catmull-Rom sampling, and squared
+    (1 - perpendicular distance / radius) added for converging, subtracted for diverging
+    gradients. The outer 2 px are 0, as in the published map.
+    """
+    img = np.asarray(frame, np.float64)
+    h, w = img.shape
+    pad = np.pad(img, 2, mode="edge")
+
+    def shifted(dy: int, dx: int) -> np.ndarray:
+        return pad[2 + dy : 2 + dy + h, 2 + dx : 2 + dx + w]
+
+    along, across = (2, 1) if smooth else (1, 0)
+    gx = sum(
+        np.sign(i) * shifted(j, i)
+        for i in range(-along, along + 1)
+        for j in range(-across, across + 1)
+    )
+    gy = sum(
+        np.sign(j) * shifted(j, i)
+        for i in range(-across, across + 1)
+        for j in range(-along, along + 1)
+    )
+    yc, xc = np.mgrid[0:h, 0:w] + 0.5
+    n_ring = 2 * axes
+    convergence = np.zeros((h, w))
+    for k in range(n_ring):
+        dx = ring_radius * np.cos(2 * np.pi * k / n_ring)
+        dy = ring_radius * np.sin(2 * np.pi * k / n_ring)
+        vx, vy = _interpolate(gx, xc + dx, yc + dy), _interpolate(gy, xc + dx, yc + dy)
+        mag = np.hypot(vx, vy)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            outward = (vx * dx + vy * dy) / (mag * ring_radius)
+            distance = np.abs(vy * dx - vx * dy) / mag  # from the centre to the gradient line
+        closeness = (1 - np.where(np.isnan(distance), ring_radius, distance) / ring_radius) ** 2
+        diverging = (outward > 0) | np.isnan(outward)
+        convergence += np.where(diverging, -closeness, closeness)
+    rad = np.maximum(convergence / n_ring, 0) * np.maximum(_interpolate(img, xc, yc), 0)
+    inner = np.zeros((h, w))
+    inner[2:-2, 2:-2] = 1
+    return rad * inner
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
+
+
+def _simulated_frame(psf_sigma: float, out_of_focus: bool, photons: float) -> np.ndarray:
+    """One 96x96 filament + ER frame; optional haze: the structure 6 PSF widths out of focus."""
+    cond = replace(
+        TRAINING, psf_sigma_lr=psf_sigma, photons=photons, background=photons / 4, drift=0.0
+    )
+    sim = simulate_stack(cond, n_frames=1, lr_shape=(96, 96), seed=3)
+    frame = sim.lr[0].astype(np.float64)
+    if out_of_focus:
+        assert sim.signal is not None
+        frame += 3 * gaussian_filter(sim.signal[0].astype(np.float64), 6 * psf_sigma)
+    return frame
 
 
 @pytest.fixture(scope="module")
@@ -29,15 +131,36 @@ def test_matches_published_nanoj_edge_map(widefield: np.ndarray, published: np.n
     assert edges.shape == widefield.shape
     assert edges.dtype == np.float32
     assert edges.min() >= 0 and edges.max() <= 255
-    r = np.corrcoef(edges.ravel(), published.ravel())[0, 1]
-    assert r >= 0.85, r
-    # The 8-bit rescale reproduces the published histogram, not just the pattern.
+    assert _pearson(edges, published) >= 0.9  # measured 0.931 (0.88 without gradient smoothing)
+    # The 8-bit rescale reproduces the published histogram, not just the pattern
+    # (measured percentiles 21, 35, 80, 134 against 21, 35, 84, 146).
     q = [50, 90, 99, 99.9]
-    np.testing.assert_allclose(np.percentile(edges, q), np.percentile(published, q), atol=12)
+    np.testing.assert_allclose(np.percentile(edges, q), np.percentile(published, q), atol=15)
     assert np.abs(edges - published).mean() < 5
-    # Border pixels (no radiality ring fits) sit at the published background level.
-    assert np.all(edges[0] == EDGE_BACKGROUND)
-    assert np.all(published[0] == EDGE_BACKGROUND)
+    # The outer 2 px sit at the published background level.
+    for border in (edges, published):
+        assert np.all(border[:2] == EDGE_BACKGROUND) and np.all(border[-2:] == EDGE_BACKGROUND)
+        assert np.all(border[:, :2] == EDGE_BACKGROUND)
+
+
+def test_reference_reimplementation_matches_published_map(
+    widefield: np.ndarray, published: np.ndarray
+) -> None:
+    """The numpy NanoJ-SRRF is faithful enough to be the reference on simulated frames."""
+    assert _pearson(nanoj_radiality(widefield), published) >= 0.9  # measured 0.927
+    # Its gradient smoothing is what the published map was made with (measured 0.882 without).
+    assert _pearson(nanoj_radiality(widefield, smooth=False), published) < 0.9
+
+
+@pytest.mark.parametrize("psf_sigma", [1.0, 2.0])
+@pytest.mark.parametrize(("out_of_focus", "photons"), [(False, 400.0), (True, 400.0), (True, 60.0)])
+def test_matches_nanoj_reference_at_1x_and_2x_sampling(
+    psf_sigma: float, out_of_focus: bool, photons: float
+) -> None:
+    """Holds at a 2x wider PSF, with haze and at low SNR (measured r 0.97-0.98 in all six)."""
+    frame = _simulated_frame(psf_sigma, out_of_focus, photons)
+    reference = rescale_edges(nanoj_radiality(frame))
+    assert _pearson(compute_edges(frame), reference) >= 0.9
 
 
 def test_stack_frames_are_independent_and_progress_is_reported(widefield: np.ndarray) -> None:
