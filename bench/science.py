@@ -31,8 +31,8 @@ from saft_core.metrics import artifact_metrics
 from saft_core.networks import load_model
 from saft_core.normalise import normalise_edges, normalise_lr
 from saft_core.params import SaftParams
-from saft_core.quality import quality_vs_gt
 from saft_core.tiling import tiled_apply
+from saft_core.truth_metrics import quality_vs_gt
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIFTED = {
