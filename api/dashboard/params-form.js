@@ -132,9 +132,10 @@ function build(spec) {
       ? h("details", { class: "advanced" }, h("summary", {}, "Advanced"), grid(advanced), ...checks(advanced))
       : null,
   );
+  // "input" only: every edit fires it (selects and checkboxes too), while "change" also fires
+  // on leaving a field typed in before a preset replaced its value.
   for (const box of $$("#params-fields [data-param]")) {
     box.addEventListener("input", () => form.dirty.add(box.dataset.param));
-    box.addEventListener("change", () => form.dirty.add(box.dataset.param));
   }
   for (const special of $$("#params-fields [data-special]")) {
     special.addEventListener("change", () => {

@@ -251,6 +251,10 @@ def test_form_is_built_from_the_parameter_spec(
     expect(page.locator('[data-field="params.iterations"] .hint')).to_have_text("1–50")
     background = page.locator("#f-background option")
     expect(background).to_have_count(3)
+    page.locator("details.advanced summary").click()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": 1400})
+    screenshot(page, "dashboard-form.png")
     assert page.problems == []
 
 
