@@ -26,7 +26,7 @@ const form = {
 const label = (f) => LABELS[f.name] ?? f.name[0].toUpperCase() + f.name.slice(1).replace(/_/g, " ");
 
 /** A number as typed in the form: short exponents for small rates (1e-5, not 0.00001). */
-export function shownValue(v) {
+function shownValue(v) {
   if (typeof v !== "number") return v === null || v === undefined ? "" : String(v);
   return v !== 0 && Math.abs(v) < 0.01 ? v.toExponential().replace("e+", "e") : String(v);
 }
@@ -40,7 +40,8 @@ function rangeHint(f) {
   if (lo !== null && hi !== null) {
     text =
       f.min_exclusive || f.max_exclusive
-        ? `${f.min_exclusive ? "(" : "["}${shownValue(lo)}, ${shownValue(hi)}${f.max_exclusive ? ")" : "]"}`
+        ? `${f.min_exclusive ? "(" : "["}${shownValue(lo)}, ${shownValue(hi)}` +
+          `${f.max_exclusive ? ")" : "]"}`
         : `${shownValue(lo)}–${shownValue(hi)}`;
   } else if (lo !== null) text = `${f.min_exclusive ? ">" : "≥"} ${shownValue(lo)}`;
   else if (hi !== null) text = `${f.max_exclusive ? "<" : "≤"} ${shownValue(hi)}`;
@@ -55,7 +56,12 @@ function fieldNode(f) {
   const hint = rangeHint(f);
   if (f.type === "bool") {
     box.append(
-      h("label", { class: "check", title: f.help }, h("input", { id, name: f.name, type: "checkbox" }), ` ${label(f)}`),
+      h(
+        "label",
+        { class: "check", title: f.help },
+        h("input", { id, name: f.name, type: "checkbox" }),
+        ` ${label(f)}`,
+      ),
       h("p", { class: "hint" }, f.help),
     );
   } else if (f.type === "choice") {
@@ -105,7 +111,8 @@ function build(spec) {
   );
   presetSelect.value = spec.default_preset;
   presetSelect.addEventListener("change", () => fillFromPreset());
-  const grid = (fields) => h("div", { class: "grid-4" }, ...fields.filter((f) => f.type !== "bool").map(fieldNode));
+  const grid = (fields) =>
+    h("div", { class: "grid-4" }, ...fields.filter((f) => f.type !== "bool").map(fieldNode));
   const checks = (fields) => fields.filter((f) => f.type === "bool").map(fieldNode);
   const basic = spec.fields.filter((f) => !f.advanced);
   const advanced = spec.fields.filter((f) => f.advanced);
@@ -129,7 +136,13 @@ function build(spec) {
     grid(basic),
     ...checks(basic),
     advanced.length
-      ? h("details", { class: "advanced" }, h("summary", {}, "Advanced"), grid(advanced), ...checks(advanced))
+      ? h(
+          "details",
+          { class: "advanced" },
+          h("summary", {}, "Advanced"),
+          grid(advanced),
+          ...checks(advanced),
+        )
       : null,
   );
   // "input" only: every edit fires it (selects and checkboxes too), while "change" also fires
@@ -173,7 +186,11 @@ export async function loadParamsForm() {
     form.spec = spec;
   } catch (err) {
     box.replaceChildren(
-      h("p", { class: "banner error", role: "alert" }, `Could not load the parameters: ${err.message}`),
+      h(
+        "p",
+        { class: "banner error", role: "alert" },
+        `Could not load the parameters: ${err.message}`,
+      ),
     );
     return;
   }
