@@ -34,8 +34,8 @@ from saft_core.io import read_stack
 from saft_core.networks import load_model
 from saft_core.normalise import normalise_edges, normalise_lr
 from saft_core.params import SaftParams
-from saft_core.quality import quality_vs_gt
 from saft_core.tiling import tiled_apply
+from saft_core.truth_metrics import quality_vs_gt
 
 ROOT = Path(__file__).resolve().parents[1]
 # Order matters: a condition's held-out seed is HELD_OUT_SEED + its index here.

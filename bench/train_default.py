@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from saft_core.networks import WEIGHTS_DIR
+from saft_core.pretraining import BROAD, TrainConfig, train_base
 from saft_core.simulate import PRESETS
-from saft_core.training import BROAD, TrainConfig, train_base
 
 
 def main() -> None:

@@ -338,7 +338,7 @@ def reconstruct(
 @click.option("--threads", type=int, default=None, help="torch threads (default: all cores).")
 def train_base(out: Path, steps: int, seed: int, threads: int | None) -> None:
     """Train the small default SR and DEN models on the simulator's training condition."""
-    from saft_core.training import train_base as run_train
+    from saft_core.pretraining import train_base as run_train
 
     with _bar(None, "training", "step") as bar:
         card = run_train(out, steps=steps, seed=seed, threads=threads, progress=_bar_progress(bar))

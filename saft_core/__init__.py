@@ -7,6 +7,8 @@ never import torch.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -43,3 +45,21 @@ def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'saft_core' has no attribute {name!r}")
+
+
+class _PublicSurface(types.ModuleType):
+    """The package module: a public name always means the public callable, never a submodule.
+
+    Importing a submodule (`import saft_core.finetune`) makes the import system set it as a
+    package attribute, which would shadow the same-named function; such a set is dropped, so
+    the name keeps resolving through `__getattr__`. The submodule stays in `sys.modules`
+    (`importlib.import_module("saft_core.finetune")` reaches it).
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _EXPORTS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _PublicSurface

@@ -36,9 +36,3 @@ def write_text(path: str | Path, text: str) -> None:
     """Replace ``path`` with ``text`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, newline="")
-
-
-def fsync_file(path: Path) -> None:
-    """Flush a written file to disk before it is renamed into place."""
-    with open(path, "rb+") as fh:
-        os.fsync(fh.fileno())

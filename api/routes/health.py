@@ -14,8 +14,6 @@ from persistence.settings import Settings
 
 router = APIRouter(tags=["health"])
 
-PROBE_TIMEOUT_S = 3.0
-
 
 @router.get("/healthz", response_model=Health, summary="The process is alive")
 async def healthz() -> Health:

@@ -41,7 +41,11 @@ def job_count(service: Service) -> int:
 
 
 def test_submit_follow_and_reconstruct(
-    page: Any, service: Service, tiny_sr_model: dict[str, Any], lr_tiff: Path
+    page: Any,
+    service: Service,
+    params_spec: dict[str, Any],
+    tiny_sr_model: dict[str, Any],
+    lr_tiff: Path,
 ) -> None:
     from playwright.sync_api import expect
 
@@ -171,7 +175,7 @@ def test_submit_follow_and_reconstruct(
     )
 
 
-def test_wrong_key_shows_an_error(page: Any, service: Service) -> None:
+def test_wrong_key_shows_an_error(page: Any, service: Service, params_spec: dict[str, Any]) -> None:
     from playwright.sync_api import expect
 
     page.goto(service.url + "/")
@@ -195,13 +199,14 @@ def test_wrong_key_shows_an_error(page: Any, service: Service) -> None:
 
 
 def test_invalid_parameter_is_shown_next_to_its_field(
-    page: Any, service: Service, lr_tiff: Path
+    page: Any, service: Service, params_spec: dict[str, Any], lr_tiff: Path
 ) -> None:
     from playwright.sync_api import expect
 
     sign_in(page, service)
     before = job_count(service)
     page.get_by_label("Low-resolution stack").set_input_files(lr_tiff)
+    page.locator("details.advanced summary").click()
     page.get_by_label("RSF kernel size (ksize)").fill("4")
     page.get_by_role("button", name="Upload and submit").click()
     # The API's own message, under the ksize input, which is marked invalid and focused.
@@ -226,11 +231,43 @@ def test_invalid_parameter_is_shown_next_to_its_field(
     assert page.problems == []
 
 
-def test_preset_fills_the_form_and_the_job_stores_its_values(
-    page: Any, service: Service, tiny_sr_model: dict[str, Any], lr_tiff: Path
+def test_form_is_built_from_the_parameter_spec(
+    page: Any, service: Service, params_spec: dict[str, Any]
 ) -> None:
-    """Choosing "adaptive" fills the form; the stored job is the service's own resolution of
-    the preset, so the form's copy of the presets cannot drift from saft_core's."""
+    """One input per field of GET /v1/params, advanced ones folded away, ranges as hints."""
+    from playwright.sync_api import expect
+
+    sign_in(page, service)
+    for field in params_spec["fields"]:
+        name = field["name"]
+        box = page.locator(f'#params-fields [data-field="params.{name}"]')
+        expect(box).to_have_count(1)
+        expect(box.locator(f"#f-{name}")).to_have_count(1)
+        inside_advanced = box.locator("xpath=ancestor::details").count() == 1
+        assert inside_advanced == field["advanced"], name
+    presets = page.get_by_label("Preset").locator("option")
+    expect(presets).to_have_count(len(params_spec["presets"]))
+    expect(page.locator('[data-field="params.lr"] .hint')).to_have_text("(0, 1e-3]")
+    expect(page.locator('[data-field="params.iterations"] .hint')).to_have_text("1–50")
+    background = page.locator("#f-background option")
+    expect(background).to_have_count(3)
+    page.locator("details.advanced summary").click()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": 1400})
+    screenshot(page, "dashboard-form.png")
+    assert page.problems == []
+
+
+def test_preset_fills_the_form_and_the_job_stores_its_values(
+    page: Any,
+    service: Service,
+    params_spec: dict[str, Any],
+    tiny_sr_model: dict[str, Any],
+    lr_tiff: Path,
+) -> None:
+    """Choosing "adaptive" fills the form from GET /v1/params; the request carries the preset
+    and only the fields the user changed, and the stored job is the service's own resolution
+    of the preset."""
     from playwright.sync_api import expect
 
     from saft_core.params import SaftParams
@@ -239,23 +276,25 @@ def test_preset_fills_the_form_and_the_job_stores_its_values(
     preset = page.get_by_label("Preset")
     expect(preset).to_have_value("reference")
     expect(page.get_by_label("SR learning rate (SRlr)")).to_have_value("1e-5")
-    expect(page.get_by_label("Weight averaging (EMA)")).to_have_attribute("placeholder", "0")
+    page.locator("details.advanced summary").click()
+    expect(page.get_by_label("Weight averaging (EMA)")).to_have_value("0")
+    page.get_by_label("Haze level").fill("0.7")  # changed, then replaced by the preset's
     preset.select_option("adaptive")
     expect(page.get_by_label("SR learning rate (SRlr)")).to_have_value("1e-3")
-    expect(page.get_by_label("Consistency level")).to_have_value("0.1")
-    # Advanced fields stay empty (= the preset's value), which their placeholder shows.
-    page.locator("details.advanced summary").click()
     for label, value in [
+        ("Consistency level", "0.1"),
         ("Weight averaging (EMA)", "0.95"),
         ("Warm-up steps", "30"),
         ("Haze level", "0.3"),
-        ("Training tile (LR px)", "32"),
+        ("Training tile", "32"),
         ("Windows per tile", "4"),
+        ("Background", "map"),
     ]:
-        field = page.get_by_label(label)
-        expect(field).to_have_value("")
-        expect(field).to_have_attribute("placeholder", value)
-    expect(page.get_by_label("Background").locator("option").first).to_have_text("preset's (map)")
+        expect(page.get_by_label(label)).to_have_value(value)
+    # iterations: null in the preset (the service picks it per mode), shown as what it means
+    iterations = page.get_by_label("Iterations")
+    expect(iterations).to_have_value("")
+    expect(iterations).to_have_attribute("placeholder", re.compile("5 for mode saft"))
 
     page.get_by_label("Low-resolution stack").set_input_files(lr_tiff)
     sr_select = page.get_by_label("SR model")
@@ -263,8 +302,10 @@ def test_preset_fills_the_form_and_the_job_stores_its_values(
         1, timeout=90_000
     )
     sr_select.select_option(tiny_sr_model["id"])
-    page.get_by_label("Iterations").fill("1")
-    page.get_by_role("button", name="Upload and submit").click()
+    iterations.fill("1")
+    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/v1/jobs")) as req:
+        page.get_by_role("button", name="Upload and submit").click()
+    assert req.value.post_data_json["params"] == {"preset": "adaptive", "iterations": 1}
     page.wait_for_url(re.compile(r"#/jobs/[0-9a-f]+$"))
     job_id = page.url.rsplit("/", 1)[1]
     service.client.post(f"/v1/jobs/{job_id}/cancel")  # its parameters are what is tested
@@ -282,16 +323,19 @@ def test_preset_fills_the_form_and_the_job_stores_its_values(
     ]:
         expect(params.locator(f'dt:text-is("{name}") + dd')).to_have_text(value)
 
-    # A typed advanced value wins over the preset; a bad one is shown next to its field.
+    # A typed advanced value wins over the preset; a bad one is shown next to its field,
+    # the folded advanced section opened to show it.
     page.goto(service.url + "/#/new")
     page.get_by_label("Preset").select_option("adaptive")
     page.locator("details.advanced").evaluate("d => { d.open = true; }")
     page.get_by_label("Low-resolution stack").set_input_files(lr_tiff)
     page.get_by_label("Weight averaging (EMA)").fill("1.5")
+    page.locator("details.advanced").evaluate("d => { d.open = false; }")
     before = job_count(service)
     page.get_by_role("button", name="Upload and submit").click()
     ema_error = page.locator('[data-field="params.ema"] .field-error')
     expect(ema_error).to_contain_text("ema must be a number in [0, 1)")
+    expect(ema_error).to_be_visible()
     assert job_count(service) == before
     assert page.problems == []
 
@@ -339,6 +383,8 @@ def test_dashboard_files_are_served_with_types_and_revalidation(service: Service
         ("api.js", "text/javascript; charset=utf-8"),
         ("sse.js", "text/javascript; charset=utf-8"),
         ("chart.js", "text/javascript; charset=utf-8"),
+        ("job-view.js", "text/javascript; charset=utf-8"),
+        ("params-form.js", "text/javascript; charset=utf-8"),
         ("style.css", "text/css; charset=utf-8"),
         ("icon.svg", "image/svg+xml"),
     ]:

@@ -184,12 +184,14 @@ def test_runner_user_error_and_internal_error(
     assert runner.run_job(wsf) == "failed"
     assert "SMLM" in _job(wsf).error
 
-    import saft_core.finetune
+    import importlib
+
+    finetune_module = importlib.import_module("saft_core.finetune")
 
     def boom(*a: Any, **k: Any) -> None:
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(saft_core.finetune, "finetune", boom)
+    monkeypatch.setattr(finetune_module, "finetune", boom)
     broken = _create_job(inputs)
     assert runner.run_job(broken) == "failed"
     error = _job(broken).error

@@ -40,7 +40,6 @@ from saft_core.networks import (
     save_checkpoint,
 )
 from saft_core.normalise import lr_scale, normalise_edges
-from saft_core.quality import psnr, quality_vs_gt
 from saft_core.simulate import (
     PRESETS,
     SCALE,
@@ -49,6 +48,7 @@ from saft_core.simulate import (
     sample_condition,
     simulate_stack,
 )
+from saft_core.truth_metrics import psnr, quality_vs_gt
 
 ProgressFn = Callable[[int, int, dict[str, Any]], None]
 CARD_FORMAT = "saft-model-card/1"
@@ -490,7 +490,7 @@ def _card(cfg, seed, steps, den_steps, threads, seconds, sr, den, metrics) -> di
 
     return {
         "format": CARD_FORMAT,
-        "created_by": "saft_core.training.train_base",
+        "created_by": "saft_core.pretraining.train_base",
         "seed": seed,
         "threads": threads,
         "versions": {
@@ -561,7 +561,7 @@ def render_card(card: dict[str, Any]) -> str:
     lines = [
         "# Default SAFT networks: model card",
         "",
-        "Trained by `saft_core.training.train_base` (`saft train-base`) on simulated data only.",
+        "Trained by `saft_core.pretraining.train_base` (`saft train-base`) on simulated data only.",
         "Machine-readable copy: `card.json`.",
         "",
         "## Data",

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from saft_core.quality import psnr, quality_vs_gt, ssim
+from saft_core.truth_metrics import psnr, quality_vs_gt, ssim
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
-"""Image quality against a ground truth (simulations, STORM): PSNR, SSIM, NRMSE.
+"""Scores against a known ground truth (simulations, STORM): PSNR, SSIM, NRMSE.
 
-SR outputs and references are in different intensity units, so every comparison first maps
-the prediction onto the reference with a least-squares gain + offset (fair to any units).
+Used by benchmarks and pre-training, where the truth is known; the metrics a job reports
+without a truth (RSE, RSP, resolution) are in ``saft_core.metrics``. SR outputs and references
+are in different intensity units, so every comparison first maps the prediction onto the
+reference with a least-squares gain + offset (fair to any units).
 """
 
 from __future__ import annotations
@@ -12,8 +14,12 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 
-def fit_gain_offset(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """pred mapped onto ref's scale by a least-squares gain + offset."""
+def rescale_to_reference(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """pred mapped onto ref's intensity scale by one least-squares gain + offset (float64 fit).
+
+    The same fit as ``saft_core.rsf.fit_gain_offset`` (which works per sample on torch batches
+    inside the loss); here it only scores a finished frame.
+    """
     a = pred.astype(np.float64).ravel()
     b = ref.astype(np.float64).ravel()
     design = np.stack([a, np.ones_like(a)], 1)
@@ -51,7 +57,7 @@ def ssim(pred: np.ndarray, ref: np.ndarray) -> float:
 
 def frame_quality(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     """PSNR/SSIM/NRMSE of one frame after the gain + offset fit."""
-    fitted = fit_gain_offset(pred, ref)
+    fitted = rescale_to_reference(pred, ref)
     return {"psnr": psnr(fitted, ref), "ssim": ssim(fitted, ref), "nrmse": nrmse(fitted, ref)}
 
 

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from saft_core.networks import WEIGHTS_DIR, DENConfig, SRConfig, load_model
-from saft_core.simulate import TRAINING, simulate_stack
-from saft_core.training import (
+from saft_core.pretraining import (
     VALIDATION_SEED_BASE,
     TrainConfig,
     evaluate_models,
     train_base,
 )
+from saft_core.simulate import TRAINING, simulate_stack
 
 CARD = WEIGHTS_DIR / "card.json"
 
