@@ -111,7 +111,15 @@ def test_drift_moves_frames_by_the_requested_amount(deform):
 
 
 def test_presets_and_structures():
-    assert set(PRESETS) == {"training", "low_snr", "wide_psf", "high_background", "other_structure"}
+    assert set(PRESETS) == {
+        "training",
+        "low_snr",
+        "wide_psf",
+        "high_background",
+        "other_structure",
+        "oversampled_haze",
+        "fast_motion",
+    }
     assert LOW_SNR.photons < TRAINING.photons
     assert WIDE_PSF.psf_sigma_lr > TRAINING.psf_sigma_lr
     assert HIGH_BACKGROUND.background > 10 * TRAINING.background
