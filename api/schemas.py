@@ -19,7 +19,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from persistence.models import Dataset, Iteration, Job, ModelFile, Reconstruction
+from persistence.tables import Dataset, Iteration, Job, ModelFile, Reconstruction
 from saft_core.params import Background
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]

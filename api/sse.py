@@ -25,8 +25,8 @@ import anyio
 from sqlalchemy import select
 
 from api.deps import new_session
-from persistence.models import FINAL_STATES, Job, JobEvent
 from persistence.settings import Settings
+from persistence.tables import FINAL_STATES, Job, JobEvent
 
 BATCH = 200
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from persistence.models import Iteration, Job, JobEvent, Reconstruction, User, utcnow
+from persistence.tables import Iteration, Job, JobEvent, Reconstruction, User, utcnow
 from saft_core.errors import InvalidParameterError
 from saft_core.params import SaftParams
 

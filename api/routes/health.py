@@ -55,8 +55,7 @@ def _probe(settings: Settings) -> tuple[str | None, str | None]:
     except Exception as exc:
         db_err = f"unreachable ({type(exc).__name__})"
     try:
-        from worker.celery_app import broker_url
-        from worker.queue import redis_client
+        from worker.queue import broker_url, redis_client
 
         r = redis_client(broker_url(settings))
         try:

@@ -22,10 +22,10 @@ from api.schemas import (
     job_out,
 )
 from api.sse import SSEConfig, job_event_stream
+from persistence.joblog import read_job_log
 from persistence.jobs import create_job, find_idempotent, request_cancel
-from persistence.models import Iteration, Job
+from persistence.tables import Iteration, Job
 from worker import queue as job_queue
-from worker.joblog import JOB_LOG
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(401))
 
@@ -157,9 +157,7 @@ def job_log(
     job_id: JobId, user: UserDep, session: SessionDep, storage: StorageDep
 ) -> PlainTextResponse:
     job = owned(session, Job, job_id, user, "job")
-    path = storage.job_dir(job.id) / JOB_LOG
-    text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
-    return PlainTextResponse(text)
+    return PlainTextResponse(read_job_log(storage.job_dir(job.id)))
 
 
 @router.post(

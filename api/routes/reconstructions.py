@@ -12,7 +12,7 @@ from api.pagination import PageDep, fetch_page, make_page
 from api.problems import Problem, problem_responses
 from api.schemas import JobState, Page, ReconstructionCreate, ReconstructionOut, reconstruction_out
 from persistence.jobs import create_reconstruction, request_cancel_reconstruction
-from persistence.models import Job, Reconstruction
+from persistence.tables import Job, Reconstruction
 from worker import queue as job_queue
 
 router = APIRouter(tags=["reconstructions"], responses=problem_responses(401))

@@ -64,7 +64,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         if value.tzinfo is None:
-            raise ValueError("naive datetime; use persistence.models.utcnow()")
+            raise ValueError("naive datetime; use persistence.tables.utcnow()")
         return value.astimezone(timezone.utc)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
