@@ -1,4 +1,5 @@
-"""Liveness and readiness probes (no authentication: load balancers call them)."""
+"""Liveness and readiness probes (no authentication: load balancers call them), and the
+service's vocabulary (states, event kinds, record fields), public as it holds no data."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from sqlalchemy import text
 
 from api.deps import SettingsDep
 from api.problems import problem_response, problem_responses
-from api.schemas import Health, Ready
+from api.schemas import Health, Ready, Vocabulary, vocabulary
 from persistence.db import get_engine
 from persistence.settings import Settings
 
@@ -21,6 +22,18 @@ PROBE_TIMEOUT_S = 3.0
 async def healthz() -> Health:
     """No I/O: a slow database must not get a live API process restarted."""
     return Health(status="ok")
+
+
+@router.get(
+    "/v1/vocabulary",
+    response_model=Vocabulary,
+    tags=["meta"],
+    summary="Job states, event kinds and the per-iteration record's fields",
+)
+async def get_vocabulary() -> Vocabulary:
+    """Constant for a given server version; no authentication (it holds no data). The
+    dashboard reads its state sets and record columns from here instead of copying them."""
+    return vocabulary()
 
 
 @router.get(

@@ -25,6 +25,7 @@ from api.sse import SSEConfig, job_event_stream
 from persistence.joblog import read_job_log
 from persistence.jobs import create_job, find_idempotent, request_cancel
 from persistence.tables import Iteration, Job
+from saft_core.states import DONE_STATES
 from worker import queue as job_queue
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(401))
@@ -174,11 +175,11 @@ def cancel_job(
 ) -> JobOut:
     """Queued -> cancelled now (200); running -> stops between steps (202); final -> 409."""
     job = owned(session, Job, job_id, user, "job")
-    if job.state in ("succeeded", "failed"):
+    if job.state in DONE_STATES:
         raise Problem(409, f"job {job.id} already {job.state}", slug="job-finished")
     job = request_cancel(session, job)
     session.commit()
-    if job.state in ("succeeded", "failed"):  # finished while we asked
+    if job.state in DONE_STATES:  # finished while we asked
         raise Problem(409, f"job {job.id} already {job.state}", slug="job-finished")
     response.status_code = 200 if job.state == "cancelled" else 202
     return job_out(job, root_path(request))

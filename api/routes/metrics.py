@@ -22,7 +22,8 @@ from sqlalchemy import case, func, select
 
 from api.deps import SettingsDep, new_session
 from persistence.settings import Settings
-from persistence.tables import JOB_STATES, Dataset, Iteration, Job, utcnow
+from persistence.tables import Dataset, Iteration, Job, utcnow
+from saft_core.states import JOB_STATES
 
 router = APIRouter(tags=["metrics"], include_in_schema=False)
 
