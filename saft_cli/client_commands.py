@@ -25,7 +25,7 @@ import click
 
 from saft_cli.param_help import default_help
 from saft_client import Job, JobEvent, Reconstruction, SaftClient, SaftClientError
-from saft_client._common import DEFAULT_URL, model_ref
+from saft_client._core import DEFAULT_URL, model_ref
 from saft_core.states import JOB_STATES
 
 
