@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -364,6 +365,33 @@ def _ref(value: Any, field: str, kind: type, suffixes: tuple[str, ...]) -> Ref |
     if not text or _looks_like_path(text, suffixes):
         raise SaftClientError(f"no such file: {text or repr(value)}", field=field)
     return Ref(id=text)
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    """The inputs of ``submit_job``, every one checked before anything is uploaded."""
+
+    lr: Ref | None
+    edge: Ref | None
+    smlm: Ref | None
+    sr_model: Ref | None
+    den_model: Ref | None
+
+    @classmethod
+    def check(cls, lr: Any, edge: Any, smlm: Any, sr_model: Any, den_model: Any) -> JobInputs:
+        return cls(
+            lr=dataset_ref(lr, "lr"),
+            edge=dataset_ref(edge, "edge"),
+            smlm=dataset_ref(smlm, "smlm"),
+            sr_model=model_ref(sr_model, "sr_model"),
+            den_model=model_ref(den_model, "den_model"),
+        )
+
+
+def idempotency_headers(key: str | None) -> dict[str, str]:
+    """A fresh key unless given, so a retry after a dropped connection cannot create the
+    job twice."""
+    return {"Idempotency-Key": key or f"saft-client-{uuid.uuid4().hex}"}
 
 
 def job_body(

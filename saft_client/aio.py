@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,14 +25,14 @@ from saft_client._core import (
     ClientCore,
     Download,
     EventStream,
+    JobInputs,
     Pager,
     Ref,
     as_json,
     connection_error,
-    dataset_ref,
     filename_from,
+    idempotency_headers,
     job_body,
-    model_ref,
     open_upload,
     split_params,
 )
@@ -205,24 +204,18 @@ class AsyncSaftClient:
         **kwargs: Any,
     ) -> Job:
         """See ``SaftClient.submit_job``."""
-        refs = (
-            dataset_ref(lr, "lr"),
-            dataset_ref(edge, "edge"),
-            dataset_ref(smlm, "smlm"),
-            model_ref(sr_model, "sr_model"),
-            model_ref(den_model, "den_model"),
-        )
+        refs = JobInputs.check(lr, edge, smlm, sr_model, den_model)
         body = job_body(
-            lr=await self._dataset_id(refs[0]) or "",
-            edge=await self._dataset_id(refs[1]),
-            smlm=await self._dataset_id(refs[2]),
+            lr=await self._dataset_id(refs.lr) or "",
+            edge=await self._dataset_id(refs.edge),
+            smlm=await self._dataset_id(refs.smlm),
             mode=mode,
-            sr_model=await self._model_id(refs[3], "sr") or "default",
-            den_model=await self._model_id(refs[4], "den"),
+            sr_model=await self._model_id(refs.sr_model, "sr") or "default",
+            den_model=await self._model_id(refs.den_model, "den"),
             params=split_params(params, kwargs),
         )
-        key = idempotency_key or f"saft-client-{uuid.uuid4().hex}"
-        data = await self._json("POST", "/v1/jobs", json=body, headers={"Idempotency-Key": key})
+        headers = idempotency_headers(idempotency_key)
+        data = await self._json("POST", "/v1/jobs", json=body, headers=headers)
         return Job.from_json(data)
 
     async def get_job(self, job_id: str) -> Job:

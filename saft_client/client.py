@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,14 +27,14 @@ from saft_client._core import (
     ClientCore,
     Download,
     EventStream,
+    JobInputs,
     Pager,
     Ref,
     as_json,
     connection_error,
-    dataset_ref,
     filename_from,
+    idempotency_headers,
     job_body,
-    model_ref,
     open_upload,
     split_params,
 )
@@ -213,24 +212,17 @@ class SaftClient:
         the job's ``params`` show every resolved value. Without ``idempotency_key`` a fresh one
         is made, so a retry after a dropped connection cannot create the job twice.
         """
-        refs = (
-            dataset_ref(lr, "lr"),
-            dataset_ref(edge, "edge"),
-            dataset_ref(smlm, "smlm"),
-            model_ref(sr_model, "sr_model"),
-            model_ref(den_model, "den_model"),
-        )  # every argument is checked before anything is uploaded
+        refs = JobInputs.check(lr, edge, smlm, sr_model, den_model)
         body = job_body(
-            lr=self._dataset_id(refs[0]) or "",
-            edge=self._dataset_id(refs[1]),
-            smlm=self._dataset_id(refs[2]),
+            lr=self._dataset_id(refs.lr) or "",
+            edge=self._dataset_id(refs.edge),
+            smlm=self._dataset_id(refs.smlm),
             mode=mode,
-            sr_model=self._model_id(refs[3], "sr") or "default",
-            den_model=self._model_id(refs[4], "den"),
+            sr_model=self._model_id(refs.sr_model, "sr") or "default",
+            den_model=self._model_id(refs.den_model, "den"),
             params=split_params(params, kwargs),
         )
-        key = idempotency_key or f"saft-client-{uuid.uuid4().hex}"
-        headers = {"Idempotency-Key": key}
+        headers = idempotency_headers(idempotency_key)
         return Job.from_json(self._json("POST", "/v1/jobs", json=body, headers=headers))
 
     def get_job(self, job_id: str) -> Job:
