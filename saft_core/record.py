@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+RECORD_CSV = "SFSRM-SAFT_Finetuning_Record.csv"  # the run directory's record (the authors' name)
+
 Group = Literal["key", "loss", "metric"]
 MODES = ("saft", "wsf")
 

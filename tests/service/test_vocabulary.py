@@ -208,3 +208,11 @@ def test_vocabulary_endpoint(api: Api) -> None:
     assert tuple(body["event_kinds"]) == EVENT_KINDS
     assert [f["name"] for f in body["iteration_record"]] == [f.name for f in record.FIELDS]
     assert body["csv_columns"] == record.CSV_COLUMNS
+
+
+def test_the_record_file_name_is_shared() -> None:
+    """The service's job directory is a CLI run directory: same CSV name."""
+    from persistence import storage
+    from saft_core import rundir
+
+    assert storage.RECORD_CSV == rundir.RECORD_CSV == record.RECORD_CSV
