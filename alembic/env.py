@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import create_engine, pool, text
 
 from alembic import context
-from persistence.models import Base, UTCDateTime
 from persistence.settings import get_settings, normalise_database_url
+from persistence.tables import Base, UTCDateTime
 
 config = context.config
 if config.config_file_name and config.attributes.get("configure_logger", True):

@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 from api.problems import Problem, not_found
 from persistence.auth import authenticate
 from persistence.db import get_engine
-from persistence.models import Dataset, Job, ModelFile, Reconstruction, User
 from persistence.settings import Settings, get_settings
 from persistence.storage import Storage
+from persistence.tables import Dataset, Job, ModelFile, Reconstruction, User
 
 T = TypeVar("T", Dataset, Job, ModelFile, Reconstruction)
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from api.problems import Problem
 from api.schemas import JobCreate
-from persistence.models import Dataset, Job, ModelFile, User
+from persistence.tables import Dataset, Job, ModelFile, User
 from saft_core.errors import InvalidParameterError
 from saft_core.params import SaftParams
 

@@ -19,11 +19,20 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from persistence.models import Dataset, Iteration, Job, ModelFile, Reconstruction
-from saft_core.params import Background
+from persistence.tables import Dataset, Iteration, Job, ModelFile, Reconstruction
+from saft_core.params import Background, Mode
+from saft_core.record import BY_NAME as RECORD_FIELDS
+from saft_core.record import CSV_COLUMNS, loss_names
+from saft_core.record import MODES as RECORD_MODES
+from saft_core.states import (
+    ACTIVE_STATES,
+    EVENT_KINDS,
+    FINAL_STATES,
+    JOB_STATES,
+    EventKind,
+    JobState,
+)
 
-JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-Mode = Literal["saft", "wsf"]
 Preset = Literal["reference", "adaptive"]  # the keys of saft_core.params.PRESETS (tested)
 StrictNumber = Annotated[float, Field(strict=True)]
 
@@ -306,15 +315,24 @@ def job_out(job: Job, root: str = "") -> JobOut:
     )
 
 
-class IterationOut(_Out):
-    """One finished iteration (0 is the pretrained network) with its quality metrics."""
+def _described(name: str) -> Any:
+    """A required field documented from the iteration record's declaration."""
+    return Field(description=RECORD_FIELDS[name].description)
 
-    iteration: int
-    losses: dict[str, Any]
-    rse: float | None
-    rsp: float | None
-    resolution: float | None = Field(description="decorrelation resolution, SR pixels")
-    seconds: float
+
+class IterationOut(_Out):
+    """One finished iteration (0 is the pretrained network) with its quality metrics; the
+    fields are those of ``saft_core.record`` (losses nested, metrics flat)."""
+
+    iteration: int = _described("iteration")
+    losses: dict[str, Any] = Field(
+        description="loss terms by name: "
+        + "; ".join(f"mode {m}: {', '.join(loss_names(m))}" for m in RECORD_MODES)
+    )
+    rse: float | None = _described("rse")
+    rsp: float | None = _described("rsp")
+    resolution: float | None = _described("resolution")
+    seconds: float = _described("seconds")
     recommended: bool
     created_at: datetime
     preview_url: str
@@ -409,6 +427,43 @@ class Page(BaseModel, Generic[T]):
     limit: int
     offset: int
     next: str | None
+
+
+class RecordFieldOut(BaseModel):
+    """One field of the per-iteration record (``saft_core.record``)."""
+
+    name: str = Field(description="key in IterationOut (losses nested) and CSV column name")
+    group: Literal["key", "loss", "metric"]
+    type: Literal["integer", "number"]
+    unit: str = Field(description="empty when unitless")
+    meaning: str
+    modes: list[Mode] = Field(description="the modes whose records carry the field")
+    optional: bool = Field(description="null (blank in the CSV) when not computed")
+    column: str
+
+
+class Vocabulary(BaseModel):
+    """Names every client shares, declared once (``saft_core.states``, ``saft_core.record``)."""
+
+    job_states: list[JobState] = Field(description="states of jobs and reconstructions, in order")
+    active_states: list[JobState] = Field(description="states that can still change")
+    final_states: list[JobState] = Field(description="states that never change again")
+    event_kinds: list[EventKind] = Field(description="kinds of /v1/jobs/{id}/events events")
+    iteration_record: list[RecordFieldOut]
+    csv_columns: dict[str, list[str]] = Field(
+        description="header of the run directory's record CSV, by mode"
+    )
+
+
+def vocabulary() -> Vocabulary:
+    return Vocabulary(
+        job_states=list(JOB_STATES),
+        active_states=[s for s in JOB_STATES if s in ACTIVE_STATES],
+        final_states=[s for s in JOB_STATES if s in FINAL_STATES],
+        event_kinds=list(EVENT_KINDS),
+        iteration_record=[RecordFieldOut(**f.to_json()) for f in RECORD_FIELDS.values()],
+        csv_columns=CSV_COLUMNS,
+    )
 
 
 class Health(BaseModel):

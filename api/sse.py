@@ -25,8 +25,9 @@ import anyio
 from sqlalchemy import select
 
 from api.deps import new_session
-from persistence.models import FINAL_STATES, Job, JobEvent
 from persistence.settings import Settings
+from persistence.tables import Job, JobEvent
+from saft_core.states import FINAL_STATES
 
 BATCH = 200
 log = logging.getLogger(__name__)

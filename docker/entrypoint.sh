@@ -97,7 +97,7 @@ except Exception as exc:  # broker unreachable: fall through to the database che
 from sqlalchemy import select  # noqa: E402
 
 from persistence.db import session_scope  # noqa: E402
-from persistence.models import Job, Reconstruction, utcnow  # noqa: E402
+from persistence.tables import Job, Reconstruction, utcnow  # noqa: E402
 from persistence.settings import get_settings  # noqa: E402
 
 cutoff = utcnow() - timedelta(seconds=get_settings().stale_after_s)

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from persistence.models import User
 from persistence.settings import Settings
+from persistence.tables import User
 from saft_core.errors import InvalidParameterError
 
 ADMIN_NAME = "admin"

@@ -21,9 +21,11 @@ from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from persistence.models import Iteration, Job, JobEvent, Reconstruction, User, utcnow
+from persistence.tables import Iteration, Job, JobEvent, Reconstruction, User, utcnow
 from saft_core.errors import InvalidParameterError
 from saft_core.params import SaftParams
+from saft_core.record import event_data
+from saft_core.states import FINAL_STATES
 
 Task = TypeVar("Task", Job, Reconstruction)
 
@@ -222,19 +224,9 @@ def record_iteration(
             preview_tif_path=preview_tif_path,
         )
     )
+    metrics = {"rse": rse, "rsp": rsp, "resolution": resolution, "seconds": seconds}
     add_event(
-        session,
-        job_id,
-        "iteration",
-        {
-            "iteration": iteration,
-            "losses": losses,
-            "rse": rse,
-            "rsp": rsp,
-            "resolution": resolution,
-            "seconds": seconds,
-            "sigma": sigma_used,
-        },
+        session, job_id, "iteration", event_data(iteration, losses, metrics, sigma=sigma_used)
     )
     return True
 
@@ -259,7 +251,7 @@ def finish_job(
     recommended_iteration: int | None = None,
 ) -> bool:
     """running -> succeeded|failed|cancelled (guarded by ``worker`` when given)."""
-    if state not in ("succeeded", "failed", "cancelled"):
+    if state not in FINAL_STATES:
         raise ValueError(f"not a final state: {state}")
     values: dict[str, Any] = {"finished_at": utcnow(), "error": error}
     if state == "succeeded":

@@ -9,7 +9,8 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-RECORD_CSV = "SFSRM-SAFT_Finetuning_Record.csv"  # same name as saft_core.rundir.RECORD_CSV
+from saft_core.record import RECORD_CSV
+
 RUN_JSON = "run.json"
 
 

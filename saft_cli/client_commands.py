@@ -25,7 +25,8 @@ import click
 
 from saft_cli.param_help import default_help
 from saft_client import Job, JobEvent, Reconstruction, SaftClient, SaftClientError
-from saft_client._common import DEFAULT_URL, model_ref
+from saft_client._core import DEFAULT_URL, model_ref
+from saft_core.states import JOB_STATES
 
 
 def register(cli: click.Group) -> None:
@@ -474,7 +475,7 @@ def _report(client: SaftClient, job: Job, as_json: bool) -> None:
 @click.command()
 @click.option(
     "--state",
-    type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"]),
+    type=click.Choice(JOB_STATES),
     help="Only jobs in this state.",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)

@@ -4,7 +4,7 @@ watch folder. Depends on httpx only (no torch, no numpy): installable on any wor
 
 from __future__ import annotations
 
-from saft_client._common import __version__
+from saft_client._core import __version__
 from saft_client.aio import AsyncSaftClient
 from saft_client.client import SaftClient
 from saft_client.errors import (

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from saft_client.errors import SaftTimeoutError
 from saft_client.models import Iteration, Job, JobEvent
+from saft_core.record import METRIC_NAMES, event_data
 
 
 class EventTracker:
@@ -47,14 +48,8 @@ class EventTracker:
         out: list[JobEvent] = []
         for it in iterations or ():
             if it.iteration not in self.iterations:
-                data = {
-                    "iteration": it.iteration,
-                    "losses": dict(it.losses),
-                    "rse": it.rse,
-                    "rsp": it.rsp,
-                    "resolution": it.resolution,
-                    "seconds": it.seconds,
-                }
+                metrics = {name: getattr(it, name) for name in METRIC_NAMES}
+                data = event_data(it.iteration, it.losses, metrics)
                 out.append(JobEvent(kind="iteration", data=data))
         if job.state == "running" and job.progress != self.progress:
             current = min(job.iterations_done + 1, max(job.iterations_total, 1))

@@ -11,42 +11,34 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from saft_client._common import (
+from saft_client._core import (
     CHUNK_BYTES,
     DEFAULT_TIMEOUT,
     PAGE_LIMIT,
-    RETRY_STATUSES,
-    SSE_READ_TIMEOUT,
     STREAM_ERRORS,
-    USER_AGENT,
-    BearerAuth,
-    PartialDownload,
+    ClientCore,
+    Download,
+    EventStream,
+    JobInputs,
+    Pager,
     Ref,
-    RestartDownload,
-    Urls,
     as_json,
-    backoff,
     connection_error,
-    dataset_ref,
     filename_from,
+    idempotency_headers,
     job_body,
-    model_ref,
     open_upload,
-    resolve_config,
-    retry_delay,
     split_params,
 )
 from saft_client._events import Deadline, EventTracker
-from saft_client.errors import SaftConnectionError, SaftProtocolError, SaftTimeoutError, api_error
+from saft_client.errors import SaftTimeoutError
 from saft_client.models import Dataset, Iteration, Job, JobEvent, Model, Reconstruction
-from saft_client.sse import SSEDecoder, to_job_event
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +62,12 @@ class AsyncSaftClient:
         retries: int = 3,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.base_url, self.api_key = resolve_config(base_url, api_key)
-        self.urls = Urls(self.base_url)
+        self._core = ClientCore(base_url, api_key, timeout, retries)
+        self.base_url, self.api_key = self._core.base_url, self._core.api_key
+        self.urls = self._core.urls
         self.timeout = timeout
         self.retries = retries
-        self._http = httpx.AsyncClient(
-            auth=BearerAuth(self.api_key, self.urls),
-            timeout=timeout,
-            headers={"User-Agent": USER_AGENT},
-            transport=transport,
-        )
+        self._http = httpx.AsyncClient(transport=transport, **self._core.http_options())
 
     def __repr__(self) -> str:
         return f"AsyncSaftClient({self.base_url!r})"
@@ -98,23 +86,24 @@ class AsyncSaftClient:
     async def _send(
         self, method: str, url: str | httpx.URL, *, retry: bool, **kw: Any
     ) -> httpx.Response:
-        target = self.urls.resolve(str(url))
+        """See ``SaftClient._send``; the decisions are ``ClientCore``'s."""
+        request = self._core.request(method, url, **kw)
         attempt = 0
         while True:
             attempt += 1
             try:
-                resp = await self._http.request(method, target, **kw)
+                resp = await self._http.send(request)
             except httpx.TransportError as exc:
-                if retry and attempt <= self.retries:
-                    await asyncio.sleep(backoff(attempt))
-                    continue
-                raise connection_error(target, exc) from exc
-            if retry and resp.status_code in RETRY_STATUSES and attempt <= self.retries:
-                await asyncio.sleep(retry_delay(resp, attempt))
+                delay = self._core.retry.after_error(attempt, retry)
+                if delay is None:
+                    raise connection_error(request.url, exc) from exc
+                await asyncio.sleep(delay)
                 continue
-            if resp.status_code >= 400:
-                raise api_error(resp)
-            return resp
+            delay = self._core.retry.after_response(resp, attempt, retry)
+            if delay is None:
+                return self._core.checked(resp)
+            await resp.aclose()
+            await asyncio.sleep(delay)
 
     async def _json(self, method: str, url: str, *, retry: bool = True, **kw: Any) -> Any:
         return as_json(await self._send(method, url, retry=retry, **kw))
@@ -122,20 +111,22 @@ class AsyncSaftClient:
     async def _pages(
         self, path: str, params: Mapping[str, Any] | None, limit: int | None
     ) -> list[Mapping[str, Any]]:
-        first = {k: v for k, v in (params or {}).items() if v is not None}
-        first["limit"] = min(PAGE_LIMIT, limit) if limit else PAGE_LIMIT
-        query: dict[str, Any] | None = first
-        url: str | None = path
+        pager = Pager(path, params, limit, PAGE_LIMIT)
         out: list[Mapping[str, Any]] = []
-        while url:
-            page = await self._json("GET", url, params=query)
-            for item in page.get("items") or ():
-                out.append(item)
-                if limit is not None and len(out) >= limit:
-                    return out
-            url = page.get("next")
-            query = None
+        while pager.url:
+            out += pager.take(await self._json("GET", pager.url, params=pager.query))
         return out
+
+    @contextlib.asynccontextmanager
+    async def _open(self, request: httpx.Request) -> AsyncIterator[httpx.Response]:
+        """A streamed response (an error's body is read, for its problem details)."""
+        resp = await self._http.send(request, stream=True)
+        try:
+            if resp.status_code >= 400:
+                await resp.aread()
+            yield resp
+        finally:
+            await resp.aclose()
 
     # ---- health ---------------------------------------------------------------------------
 
@@ -213,24 +204,18 @@ class AsyncSaftClient:
         **kwargs: Any,
     ) -> Job:
         """See ``SaftClient.submit_job``."""
-        refs = (
-            dataset_ref(lr, "lr"),
-            dataset_ref(edge, "edge"),
-            dataset_ref(smlm, "smlm"),
-            model_ref(sr_model, "sr_model"),
-            model_ref(den_model, "den_model"),
-        )
+        refs = JobInputs.check(lr, edge, smlm, sr_model, den_model)
         body = job_body(
-            lr=await self._dataset_id(refs[0]) or "",
-            edge=await self._dataset_id(refs[1]),
-            smlm=await self._dataset_id(refs[2]),
+            lr=await self._dataset_id(refs.lr) or "",
+            edge=await self._dataset_id(refs.edge),
+            smlm=await self._dataset_id(refs.smlm),
             mode=mode,
-            sr_model=await self._model_id(refs[3], "sr") or "default",
-            den_model=await self._model_id(refs[4], "den"),
+            sr_model=await self._model_id(refs.sr_model, "sr") or "default",
+            den_model=await self._model_id(refs.den_model, "den"),
             params=split_params(params, kwargs),
         )
-        key = idempotency_key or f"saft-client-{uuid.uuid4().hex}"
-        data = await self._json("POST", "/v1/jobs", json=body, headers={"Idempotency-Key": key})
+        headers = idempotency_headers(idempotency_key)
+        data = await self._json("POST", "/v1/jobs", json=body, headers=headers)
         return Job.from_json(data)
 
     async def get_job(self, job_id: str) -> Job:
@@ -258,53 +243,36 @@ class AsyncSaftClient:
         max_reconnects: int = 5,
     ) -> AsyncIterator[JobEvent]:
         """See ``SaftClient.events``."""
-        deadline = Deadline(timeout, f"job {job_id}")
-        last = None if last_event_id is None else str(last_event_id)
-        url = self.urls.resolve(f"/v1/jobs/{job_id}/events")
-        failures, retry_s = 0, 1.0
+        stream = EventStream(
+            self._core,
+            job_id,
+            last_event_id,
+            timeout=timeout,
+            reconnect=reconnect,
+            max_reconnects=max_reconnects,
+        )
         while True:
-            headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
-            if last is not None:
-                headers["Last-Event-ID"] = last
-            left = deadline.remaining()
-            read = SSE_READ_TIMEOUT if left is None else max(0.05, min(SSE_READ_TIMEOUT, left))
-            got_any = False
             try:
-                async with self._http.stream(
-                    "GET", url, headers=headers, timeout=httpx.Timeout(self.timeout, read=read)
-                ) as resp:
-                    await _check_stream(resp)
-                    decoder = SSEDecoder()
+                async with self._open(stream.request()) as resp:
+                    stream.check(resp)
                     async for line in resp.aiter_lines():
-                        raw = decoder.feed(line)
-                        if decoder.retry_ms is not None:
-                            retry_s = decoder.retry_ms / 1000
-                        if raw is not None:
-                            ev = to_job_event(raw)
-                            last = raw.id if raw.id is not None else last
-                            got_any, failures = True, 0
+                        ev = stream.feed(line)
+                        if ev is not None:
                             yield ev
                             if ev.is_final:
                                 return
-                        deadline.check()
+                        stream.deadline.check()
             except httpx.TransportError as exc:
-                deadline.check()
-                failures += 1
-                if not reconnect or failures > max_reconnects:
-                    raise connection_error(url, exc) from exc
-                log.info("job %s: event stream dropped (%s); resume after %s", job_id, exc, last)
-                await asyncio.sleep(deadline.sleep_for(min(retry_s * 2 ** (failures - 1), 30.0)))
+                await asyncio.sleep(stream.dropped(exc))
                 continue
-            if not reconnect:
+            finished = None
+            if stream.must_ask_if_finished:
+                finished = (await self.get_job(job_id)).finished
+            delay = stream.ended(finished)
+            if delay is None:
                 return
-            if not got_any:
-                if (await self.get_job(job_id)).finished:
-                    return
-                failures += 1
-                if failures > max_reconnects:
-                    raise SaftConnectionError(f"event stream of job {job_id} keeps ending early")
-                await asyncio.sleep(deadline.sleep_for(retry_s))
-            deadline.check()
+            await asyncio.sleep(delay)
+            stream.deadline.check()
 
     async def wait(
         self,
@@ -407,47 +375,22 @@ class AsyncSaftClient:
         if target.is_dir():
             head = await self._send("HEAD", url, retry=True)
             target = target / filename_from(head.headers, url)
-        partial = PartialDownload(target, url)
-        failures = restarts = 0
+        download = Download(self._core, url, target)
         while True:
             try:
-                async with self._http.stream("GET", url, headers=partial.request_headers()) as resp:
-                    if resp.status_code == 416 and restarts == 0:
-                        restarts += 1
-                        partial.discard()
+                async with self._open(download.request()) as resp:
+                    if download.restart_on(resp):
                         continue
-                    if resp.status_code >= 400:
-                        await resp.aread()
-                        raise api_error(resp)
-                    try:
-                        fh, done, total = partial.begin(resp)
-                    except RestartDownload:
-                        restarts += 1
-                        if restarts > 2:
-                            raise SaftProtocolError(f"{url} ignores byte ranges") from None
-                        partial.discard()
+                    opened = download.begin(resp)
+                    if opened is None:
                         continue
+                    fh, done, total = opened
                     with fh:
                         await _call(on_progress, done, total)
                         async for chunk in resp.aiter_bytes(chunk_size):
                             fh.write(chunk)
                             done += len(chunk)
                             await _call(on_progress, done, total)
-                return partial.finish(total)
+                return download.finish(total)
             except httpx.TransportError as exc:
-                failures += 1
-                if failures > self.retries:
-                    raise SaftConnectionError(
-                        f"download of {url} interrupted ({exc}); run it again to resume from "
-                        f"{partial.offset()} bytes"
-                    ) from exc
-                await asyncio.sleep(backoff(failures))
-
-
-async def _check_stream(resp: httpx.Response) -> None:
-    if resp.status_code >= 400:
-        await resp.aread()
-        raise api_error(resp)
-    ctype = resp.headers.get("content-type", "")
-    if not ctype.startswith("text/event-stream"):
-        raise SaftProtocolError(f"expected an event stream from {resp.url.path}, got {ctype!r}")
+                await asyncio.sleep(download.broken(exc))

@@ -13,47 +13,34 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from saft_client._common import (
+from saft_client._core import (
     CHUNK_BYTES,
     DEFAULT_TIMEOUT,
     PAGE_LIMIT,
-    RETRY_STATUSES,
-    SSE_READ_TIMEOUT,
     STREAM_ERRORS,
-    USER_AGENT,
-    BearerAuth,
-    PartialDownload,
+    ClientCore,
+    Download,
+    EventStream,
+    JobInputs,
+    Pager,
     Ref,
-    RestartDownload,
-    Urls,
     as_json,
-    backoff,
     connection_error,
-    dataset_ref,
     filename_from,
+    idempotency_headers,
     job_body,
-    model_ref,
     open_upload,
-    resolve_config,
-    retry_delay,
     split_params,
 )
 from saft_client._events import Deadline, EventTracker
-from saft_client.errors import (
-    SaftConnectionError,
-    SaftProtocolError,
-    SaftTimeoutError,
-    api_error,
-)
+from saft_client.errors import SaftTimeoutError
 from saft_client.models import Dataset, Iteration, Job, JobEvent, Model, Reconstruction
-from saft_client.sse import SSEDecoder, to_job_event
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +60,12 @@ class SaftClient:
         retries: int = 3,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.base_url, self.api_key = resolve_config(base_url, api_key)
-        self.urls = Urls(self.base_url)
+        self._core = ClientCore(base_url, api_key, timeout, retries)
+        self.base_url, self.api_key = self._core.base_url, self._core.api_key
+        self.urls = self._core.urls
         self.timeout = timeout
         self.retries = retries
-        self._http = httpx.Client(
-            auth=BearerAuth(self.api_key, self.urls),
-            timeout=timeout,
-            headers={"User-Agent": USER_AGENT},
-            transport=transport,
-        )
+        self._http = httpx.Client(transport=transport, **self._core.http_options())
 
     def __repr__(self) -> str:
         return f"SaftClient({self.base_url!r})"
@@ -100,23 +83,23 @@ class SaftClient:
 
     def _send(self, method: str, url: str | httpx.URL, *, retry: bool, **kw: Any) -> httpx.Response:
         """One request; transport errors and 502/503/504 are retried when ``retry`` is safe."""
-        target = self.urls.resolve(str(url))
+        request = self._core.request(method, url, **kw)
         attempt = 0
         while True:
             attempt += 1
             try:
-                resp = self._http.request(method, target, **kw)
+                resp = self._http.send(request)
             except httpx.TransportError as exc:
-                if retry and attempt <= self.retries:
-                    time.sleep(backoff(attempt))
-                    continue
-                raise connection_error(target, exc) from exc
-            if retry and resp.status_code in RETRY_STATUSES and attempt <= self.retries:
-                time.sleep(retry_delay(resp, attempt))
+                delay = self._core.retry.after_error(attempt, retry)
+                if delay is None:
+                    raise connection_error(request.url, exc) from exc
+                time.sleep(delay)
                 continue
-            if resp.status_code >= 400:
-                raise api_error(resp)
-            return resp
+            delay = self._core.retry.after_response(resp, attempt, retry)
+            if delay is None:
+                return self._core.checked(resp)
+            resp.close()
+            time.sleep(delay)
 
     def _json(self, method: str, url: str, *, retry: bool = True, **kw: Any) -> Any:
         return as_json(self._send(method, url, retry=retry, **kw))
@@ -125,20 +108,20 @@ class SaftClient:
         self, path: str, params: Mapping[str, Any] | None, limit: int | None
     ) -> Iterator[Mapping[str, Any]]:
         """Items of every page, following ``next`` links, at most ``limit`` of them."""
-        first = {k: v for k, v in (params or {}).items() if v is not None}
-        first["limit"] = min(PAGE_LIMIT, limit) if limit else PAGE_LIMIT
-        query: dict[str, Any] | None = first
-        url: str | None = path
-        n = 0
-        while url:
-            page = self._json("GET", url, params=query)
-            for item in page.get("items") or ():
-                yield item
-                n += 1
-                if limit is not None and n >= limit:
-                    return
-            url = page.get("next")
-            query = None  # the next link carries the query
+        pager = Pager(path, params, limit, PAGE_LIMIT)
+        while pager.url:
+            yield from pager.take(self._json("GET", pager.url, params=pager.query))
+
+    @contextlib.contextmanager
+    def _open(self, request: httpx.Request) -> Iterator[httpx.Response]:
+        """A streamed response (an error's body is read, for its problem details)."""
+        resp = self._http.send(request, stream=True)
+        try:
+            if resp.status_code >= 400:
+                resp.read()
+            yield resp
+        finally:
+            resp.close()
 
     # ---- health ---------------------------------------------------------------------------
 
@@ -229,24 +212,17 @@ class SaftClient:
         the job's ``params`` show every resolved value. Without ``idempotency_key`` a fresh one
         is made, so a retry after a dropped connection cannot create the job twice.
         """
-        refs = (
-            dataset_ref(lr, "lr"),
-            dataset_ref(edge, "edge"),
-            dataset_ref(smlm, "smlm"),
-            model_ref(sr_model, "sr_model"),
-            model_ref(den_model, "den_model"),
-        )  # every argument is checked before anything is uploaded
+        refs = JobInputs.check(lr, edge, smlm, sr_model, den_model)
         body = job_body(
-            lr=self._dataset_id(refs[0]) or "",
-            edge=self._dataset_id(refs[1]),
-            smlm=self._dataset_id(refs[2]),
+            lr=self._dataset_id(refs.lr) or "",
+            edge=self._dataset_id(refs.edge),
+            smlm=self._dataset_id(refs.smlm),
             mode=mode,
-            sr_model=self._model_id(refs[3], "sr") or "default",
-            den_model=self._model_id(refs[4], "den"),
+            sr_model=self._model_id(refs.sr_model, "sr") or "default",
+            den_model=self._model_id(refs.den_model, "den"),
             params=split_params(params, kwargs),
         )
-        key = idempotency_key or f"saft-client-{uuid.uuid4().hex}"
-        headers = {"Idempotency-Key": key}
+        headers = idempotency_headers(idempotency_key)
         return Job.from_json(self._json("POST", "/v1/jobs", json=body, headers=headers))
 
     def get_job(self, job_id: str) -> Job:
@@ -283,54 +259,34 @@ class SaftClient:
         ``retry`` delay), so no event is lost or repeated; ``max_reconnects`` failures in a
         row raise ``SaftConnectionError``; ``timeout`` raises ``SaftTimeoutError``.
         """
-        deadline = Deadline(timeout, f"job {job_id}")
-        last = None if last_event_id is None else str(last_event_id)
-        url = self.urls.resolve(f"/v1/jobs/{job_id}/events")
-        failures, retry_s = 0, 1.0
+        stream = EventStream(
+            self._core,
+            job_id,
+            last_event_id,
+            timeout=timeout,
+            reconnect=reconnect,
+            max_reconnects=max_reconnects,
+        )
         while True:
-            headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
-            if last is not None:
-                headers["Last-Event-ID"] = last
-            left = deadline.remaining()
-            read = SSE_READ_TIMEOUT if left is None else max(0.05, min(SSE_READ_TIMEOUT, left))
-            got_any = False
             try:
-                with self._http.stream(
-                    "GET", url, headers=headers, timeout=httpx.Timeout(self.timeout, read=read)
-                ) as resp:
-                    _check_stream(resp)
-                    decoder = SSEDecoder()
+                with self._open(stream.request()) as resp:
+                    stream.check(resp)
                     for line in resp.iter_lines():
-                        raw = decoder.feed(line)
-                        if decoder.retry_ms is not None:
-                            retry_s = decoder.retry_ms / 1000
-                        if raw is not None:
-                            ev = to_job_event(raw)
-                            last = raw.id if raw.id is not None else last
-                            got_any, failures = True, 0
+                        ev = stream.feed(line)
+                        if ev is not None:
                             yield ev
                             if ev.is_final:
                                 return
-                        deadline.check()
+                        stream.deadline.check()
             except httpx.TransportError as exc:
-                deadline.check()
-                failures += 1
-                if not reconnect or failures > max_reconnects:
-                    raise connection_error(url, exc) from exc
-                log.info("job %s: event stream dropped (%s); resume after %s", job_id, exc, last)
-                time.sleep(deadline.sleep_for(min(retry_s * 2 ** (failures - 1), 30.0)))
+                time.sleep(stream.dropped(exc))
                 continue
-            if not reconnect:
+            finished = self.get_job(job_id).finished if stream.must_ask_if_finished else None
+            delay = stream.ended(finished)
+            if delay is None:
                 return
-            if not got_any:
-                # The API ends a stream at once when nothing follows and the job is final.
-                if self.get_job(job_id).finished:
-                    return
-                failures += 1
-                if failures > max_reconnects:
-                    raise SaftConnectionError(f"event stream of job {job_id} keeps ending early")
-                time.sleep(deadline.sleep_for(retry_s))
-            deadline.check()
+            time.sleep(delay)
+            stream.deadline.check()
 
     def wait(
         self,
@@ -454,26 +410,16 @@ class SaftClient:
         target = Path(dest)
         if target.is_dir():
             target = target / filename_from(self._send("HEAD", url, retry=True).headers, url)
-        partial = PartialDownload(target, url)
-        failures = restarts = 0
+        download = Download(self._core, url, target)
         while True:
             try:
-                with self._http.stream("GET", url, headers=partial.request_headers()) as resp:
-                    if resp.status_code == 416 and restarts == 0:
-                        restarts += 1  # the partial file is as long as (or longer than) the
-                        partial.discard()  # artifact: it cannot be a prefix of it
+                with self._open(download.request()) as resp:
+                    if download.restart_on(resp):
                         continue
-                    if resp.status_code >= 400:
-                        resp.read()
-                        raise api_error(resp)
-                    try:
-                        fh, done, total = partial.begin(resp)
-                    except RestartDownload:
-                        restarts += 1
-                        if restarts > 2:
-                            raise SaftProtocolError(f"{url} ignores byte ranges") from None
-                        partial.discard()
+                    opened = download.begin(resp)
+                    if opened is None:
                         continue
+                    fh, done, total = opened
                     with fh:
                         if on_progress is not None:
                             on_progress(done, total)
@@ -482,21 +428,6 @@ class SaftClient:
                             done += len(chunk)
                             if on_progress is not None:
                                 on_progress(done, total)
-                return partial.finish(total)
+                return download.finish(total)
             except httpx.TransportError as exc:
-                failures += 1
-                if failures > self.retries:
-                    raise SaftConnectionError(
-                        f"download of {url} interrupted ({exc}); run it again to resume from "
-                        f"{partial.offset()} bytes"
-                    ) from exc
-                time.sleep(backoff(failures))
-
-
-def _check_stream(resp: httpx.Response) -> None:
-    if resp.status_code >= 400:
-        resp.read()
-        raise api_error(resp)
-    ctype = resp.headers.get("content-type", "")
-    if not ctype.startswith("text/event-stream"):
-        raise SaftProtocolError(f"expected an event stream from {resp.url.path}, got {ctype!r}")
+                time.sleep(download.broken(exc))

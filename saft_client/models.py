@@ -12,8 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from saft_client.errors import SaftProtocolError
-
-FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+from saft_core.states import FINAL_STATES
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -119,7 +118,7 @@ class Model:
 class _Stateful:
     """Shared by jobs and reconstructions: both move through the same final states."""
 
-    state: str
+    state: str  # one of saft_core.states.JOB_STATES
 
     @property
     def finished(self) -> bool:

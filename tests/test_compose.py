@@ -336,14 +336,14 @@ def test_worker_healthcheck_matches_the_worker() -> None:
     compile(script, "healthcheck-worker", "exec")
     assert f'destination=[f"{node.group(1)}@{{host}}"]' in script
     # The busy branch relies on these names and on the claim format host:pid:token.
-    from persistence import models
+    from persistence import tables
     from persistence.jobs import worker_name
     from persistence.settings import Settings
 
-    for cls in (models.Job, models.Reconstruction):
+    for cls in (tables.Job, tables.Reconstruction):
         for column in ("state", "worker", "heartbeat_at", "id"):
             assert hasattr(cls, column), (cls.__name__, column)
-    assert callable(models.utcnow)
+    assert callable(tables.utcnow)
     assert "stale_after_s" in Settings.model_fields
     assert worker_name().startswith(socket.gethostname() + ":")
 
@@ -529,7 +529,7 @@ def test_doc_python_snippets_use_real_names() -> None:
                 module = importlib.import_module(node.module)
                 for alias in node.names:
                     assert hasattr(module, alias.name), f"{node.module}.{alias.name}"
-    from persistence.models import User
+    from persistence.tables import User
 
     for column in ("name", "key_hash", "key_prefix"):
         assert hasattr(User, column), column

@@ -22,8 +22,8 @@ from sqlalchemy import or_, select, update
 
 from persistence.db import session_scope
 from persistence.jobs import Task, recover_stale, stale_cutoff
-from persistence.models import Job, Reconstruction, utcnow
 from persistence.settings import Settings, get_settings
+from persistence.tables import Job, Reconstruction, utcnow
 from worker import queue
 
 log = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 
 from persistence.db import session_scope
+from persistence.joblog import JOB_LOG, job_log
 from persistence.jobs import (
     Task,
     add_event,
@@ -32,13 +33,12 @@ from persistence.jobs import (
     update_progress,
     worker_name,
 )
-from persistence.models import Dataset, Iteration, Job, ModelFile, Reconstruction
 from persistence.settings import Settings, get_settings
 from persistence.storage import Storage
+from persistence.tables import Dataset, Iteration, Job, ModelFile, Reconstruction
 from saft_core.errors import Cancelled, SaftError
 from saft_core.params import SaftParams
 from worker.heartbeat import Heartbeat
-from worker.joblog import JOB_LOG, job_log
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from api.deps import SessionDep, StorageDep, UserDep, owned
 from api.problems import Problem, not_found, problem_responses
 from api.ranges import file_response
-from persistence.models import Dataset, Iteration, Job, ModelFile, Reconstruction
+from persistence.tables import Dataset, Iteration, Job, ModelFile, Reconstruction
 
 router = APIRouter(tags=["artifacts"], responses=problem_responses(401, 404, 416))
 F = TypeVar("F", bound=Callable[..., Any])

@@ -16,9 +16,9 @@ from api.problems import Problem, invalid, problem_responses
 from api.schemas import DatasetOut, Page, dataset_out
 from api.stacks import validate_stack
 from api.uploads import ReceivedFile, receive_multipart, upload_request_body
-from persistence.models import Dataset, Job, User, new_id
 from persistence.settings import Settings
 from persistence.storage import Storage
+from persistence.tables import Dataset, Job, User, new_id
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=problem_responses(401))
 

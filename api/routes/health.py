@@ -1,4 +1,5 @@
-"""Liveness and readiness probes (no authentication: load balancers call them)."""
+"""Liveness and readiness probes (no authentication: load balancers call them), and the
+service's vocabulary (states, event kinds, record fields), public as it holds no data."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from sqlalchemy import text
 
 from api.deps import SettingsDep
 from api.problems import problem_response, problem_responses
-from api.schemas import Health, Ready
+from api.schemas import Health, Ready, Vocabulary, vocabulary
 from persistence.db import get_engine
 from persistence.settings import Settings
 
@@ -19,6 +20,18 @@ router = APIRouter(tags=["health"])
 async def healthz() -> Health:
     """No I/O: a slow database must not get a live API process restarted."""
     return Health(status="ok")
+
+
+@router.get(
+    "/v1/vocabulary",
+    response_model=Vocabulary,
+    tags=["meta"],
+    summary="Job states, event kinds and the per-iteration record's fields",
+)
+async def get_vocabulary() -> Vocabulary:
+    """Constant for a given server version; no authentication (it holds no data). The
+    dashboard reads its state sets and record columns from here instead of copying them."""
+    return vocabulary()
 
 
 @router.get(
@@ -53,8 +66,7 @@ def _probe(settings: Settings) -> tuple[str | None, str | None]:
     except Exception as exc:
         db_err = f"unreachable ({type(exc).__name__})"
     try:
-        from worker.celery_app import broker_url
-        from worker.queue import redis_client
+        from worker.queue import broker_url, redis_client
 
         r = redis_client(broker_url(settings))
         try:

@@ -22,10 +22,11 @@ from api.schemas import (
     job_out,
 )
 from api.sse import SSEConfig, job_event_stream
+from persistence.joblog import read_job_log
 from persistence.jobs import create_job, find_idempotent, request_cancel
-from persistence.models import Iteration, Job
+from persistence.tables import Iteration, Job
+from saft_core.states import DONE_STATES
 from worker import queue as job_queue
-from worker.joblog import JOB_LOG
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(401))
 
@@ -157,9 +158,7 @@ def job_log(
     job_id: JobId, user: UserDep, session: SessionDep, storage: StorageDep
 ) -> PlainTextResponse:
     job = owned(session, Job, job_id, user, "job")
-    path = storage.job_dir(job.id) / JOB_LOG
-    text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
-    return PlainTextResponse(text)
+    return PlainTextResponse(read_job_log(storage.job_dir(job.id)))
 
 
 @router.post(
@@ -176,11 +175,11 @@ def cancel_job(
 ) -> JobOut:
     """Queued -> cancelled now (200); running -> stops between steps (202); final -> 409."""
     job = owned(session, Job, job_id, user, "job")
-    if job.state in ("succeeded", "failed"):
+    if job.state in DONE_STATES:
         raise Problem(409, f"job {job.id} already {job.state}", slug="job-finished")
     job = request_cancel(session, job)
     session.commit()
-    if job.state in ("succeeded", "failed"):  # finished while we asked
+    if job.state in DONE_STATES:  # finished while we asked
         raise Problem(409, f"job {job.id} already {job.state}", slug="job-finished")
     response.status_code = 200 if job.state == "cancelled" else 202
     return job_out(job, root_path(request))

@@ -21,8 +21,9 @@ from prometheus_client.utils import floatToGoString
 from sqlalchemy import case, func, select
 
 from api.deps import SettingsDep, new_session
-from persistence.models import JOB_STATES, Dataset, Iteration, Job, utcnow
 from persistence.settings import Settings
+from persistence.tables import Dataset, Iteration, Job, utcnow
+from saft_core.states import JOB_STATES
 
 router = APIRouter(tags=["metrics"], include_in_schema=False)
 
@@ -102,8 +103,7 @@ class ServiceCollector(Collector):
 def _queue_depth(settings: Settings) -> int | None:
     """Messages waiting in the queue (all priority sub-queues); None if unreachable."""
     try:
-        from worker.celery_app import broker_url
-        from worker.queue import PRIORITY_SEP, redis_client
+        from worker.queue import PRIORITY_SEP, broker_url, redis_client
 
         r = redis_client(broker_url(settings))
         try:

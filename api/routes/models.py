@@ -15,9 +15,10 @@ from api.pagination import PageDep, PageParams, fetch_page, make_page
 from api.problems import Problem, invalid, problem_responses
 from api.schemas import ModelOut, Page, model_out
 from api.uploads import ReceivedFile, receive_multipart, upload_request_body
-from persistence.models import ACTIVE_STATES, Job, ModelFile, User, new_id
 from persistence.settings import Settings
 from persistence.storage import Storage
+from persistence.tables import Job, ModelFile, User, new_id
+from saft_core.states import ACTIVE_STATES
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=problem_responses(401))
 

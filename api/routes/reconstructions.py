@@ -12,7 +12,8 @@ from api.pagination import PageDep, fetch_page, make_page
 from api.problems import Problem, problem_responses
 from api.schemas import JobState, Page, ReconstructionCreate, ReconstructionOut, reconstruction_out
 from persistence.jobs import create_reconstruction, request_cancel_reconstruction
-from persistence.models import Job, Reconstruction
+from persistence.tables import Job, Reconstruction
+from saft_core.states import DONE_STATES
 from worker import queue as job_queue
 
 router = APIRouter(tags=["reconstructions"], responses=problem_responses(401))
@@ -114,11 +115,11 @@ def cancel_reconstruction(
     recon_id: ReconId, request: Request, response: Response, user: UserDep, session: SessionDep
 ) -> ReconstructionOut:
     rec = owned(session, Reconstruction, recon_id, user, "reconstruction")
-    if rec.state in ("succeeded", "failed"):
+    if rec.state in DONE_STATES:
         raise Problem(409, f"reconstruction {rec.id} already {rec.state}", slug="job-finished")
     rec = request_cancel_reconstruction(session, rec)
     session.commit()
-    if rec.state in ("succeeded", "failed"):
+    if rec.state in DONE_STATES:
         raise Problem(409, f"reconstruction {rec.id} already {rec.state}", slug="job-finished")
     response.status_code = 200 if rec.state == "cancelled" else 202
     return reconstruction_out(rec, root_path(request))

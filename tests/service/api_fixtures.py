@@ -138,8 +138,8 @@ def add_dataset(api: Api, user: ApiUser, data: np.ndarray, name: str = "stack.ti
     import hashlib
 
     from persistence.db import session_scope
-    from persistence.models import Dataset, new_id
     from persistence.storage import Storage
+    from persistence.tables import Dataset, new_id
 
     storage = Storage(api.data_dir)
     ds_id = new_id()
@@ -167,8 +167,8 @@ def add_dataset(api: Api, user: ApiUser, data: np.ndarray, name: str = "stack.ti
 def add_model(api: Api, user: ApiUser, kind: str, config: dict[str, Any] | None = None) -> str:
     """Register a model row (the file content is irrelevant to the API tests using it)."""
     from persistence.db import session_scope
-    from persistence.models import ModelFile, new_id
     from persistence.storage import Storage
+    from persistence.tables import ModelFile, new_id
 
     storage = Storage(api.data_dir)
     m_id = new_id()

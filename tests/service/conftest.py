@@ -127,7 +127,7 @@ def pg_url(_pg_session_db: str) -> str:
     """The session's migrated PostgreSQL database, emptied for this test."""
     from sqlalchemy import create_engine, text
 
-    from persistence.models import Base
+    from persistence.tables import Base
 
     engine = create_engine(_pg_session_db)
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
@@ -359,7 +359,7 @@ def _add_dataset(session: Any, storage: Any, owner: Any, name: str, data: Any) -
 
     import tifffile
 
-    from persistence.models import Dataset, new_id
+    from persistence.tables import Dataset, new_id
 
     ds_id = new_id()
     path = storage.dataset_path(ds_id)
@@ -385,7 +385,7 @@ def _add_model(session: Any, storage: Any, owner: Any, model: Any, kind: str) ->
     import hashlib
     from dataclasses import asdict
 
-    from persistence.models import ModelFile, new_id
+    from persistence.tables import ModelFile, new_id
     from saft_core.networks import count_parameters, save_checkpoint
 
     m_id = new_id()

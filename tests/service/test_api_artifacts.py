@@ -40,8 +40,8 @@ def artifacts(api: Api) -> Artifacts:
         finish_reconstruction,
         record_iteration,
     )
-    from persistence.models import Job, User
     from persistence.storage import Storage
+    from persistence.tables import Job, User
 
     user = api.user()
     lr = add_dataset(api, user, stack())

@@ -39,7 +39,7 @@ def submit(api: Api, user: ApiUser, lr: str) -> str:
 
 def add_iterations(job_id: str, seconds: list[float]) -> None:
     from persistence.db import session_scope
-    from persistence.models import Iteration
+    from persistence.tables import Iteration
 
     with session_scope() as s:
         for k, sec in enumerate(seconds):
@@ -95,7 +95,7 @@ def test_metrics_count_jobs_uploads_and_iterations_from_the_database(api: Api) -
 def test_heartbeat_age_and_broker_down(api: Api) -> None:
     from api.routes.metrics import ServiceCollector
     from persistence.db import session_scope
-    from persistence.models import Job, utcnow
+    from persistence.tables import Job, utcnow
 
     user = api.user()
     resp = upload_dataset(api, user, tiff_bytes(stack()))
@@ -121,7 +121,7 @@ def test_metrics_is_not_in_openapi(api: Api) -> None:
 
 
 def test_job_log_writes_json_lines_with_job_id_and_detaches(tmp_path: Path) -> None:
-    from worker.joblog import job_log
+    from persistence.joblog import job_log
 
     path = tmp_path / "jobs" / "j1" / "job.log"
     core, wk = logging.getLogger("saft_core.finetune"), logging.getLogger("worker.runner")

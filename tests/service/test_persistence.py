@@ -11,9 +11,9 @@ from sqlalchemy import func, select
 
 from persistence import auth, jobs
 from persistence.db import make_engine
-from persistence.models import Dataset, Iteration, Job, JobEvent, User
 from persistence.settings import Settings
 from persistence.storage import Storage
+from persistence.tables import Dataset, Iteration, Job, JobEvent, User
 from saft_core.errors import InvalidParameterError
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from persistence import auth, jobs
 from persistence.db import session_scope
-from persistence.models import Dataset, Iteration, Job, JobEvent, Reconstruction, User, utcnow
+from persistence.tables import Dataset, Iteration, Job, JobEvent, Reconstruction, User, utcnow
 from worker.reconciler import reconcile_once, release_dead_worker
 
 

@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from persistence import jobs
 from persistence.db import session_scope
-from persistence.models import Iteration, Job, JobEvent, Reconstruction
 from persistence.storage import Storage
+from persistence.tables import Iteration, Job, JobEvent, Reconstruction
 from worker import queue, runner
 
 

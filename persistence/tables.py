@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 models: the database is the source of truth for every job and artifact.
+"""SQLAlchemy 2 tables: the database is the source of truth for every job and artifact.
 
 Ids are uuid4 hex strings (except ``job_events.id``, an autoincrement integer so it can be an
 SSE ``Last-Event-ID``). Timestamps are timezone-aware UTC. Paths are relative to the data dir.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, get_args
 
 from sqlalchemy import (
     JSON,
@@ -29,12 +29,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-ACTIVE_STATES = ("queued", "running")
-FINAL_STATES = ("succeeded", "failed", "cancelled")
-EVENT_KINDS = ("state", "progress", "iteration", "log")
+from saft_core.params import Mode
+from saft_core.states import EVENT_KINDS, JOB_STATES
+
 MODEL_KINDS = ("sr", "den")
-JOB_MODES = ("saft", "wsf")
+JOB_MODES: tuple[str, ...] = get_args(Mode)
 
 # Named constraints: alembic batch mode on SQLite needs names to drop/recreate them.
 NAMING = {
@@ -64,7 +63,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         if value.tzinfo is None:
-            raise ValueError("naive datetime; use persistence.models.utcnow()")
+            raise ValueError("naive datetime; use persistence.tables.utcnow()")
         return value.astimezone(timezone.utc)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:

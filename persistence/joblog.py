@@ -2,7 +2,9 @@
 
 ``with job_log(job_id, storage.job_dir(job_id) / JOB_LOG): ...`` attaches a handler that
 writes the records of the thread running the job (plus other threads' records naming the
-job, e.g. the heartbeat's) and removes it on exit. ``GET /v1/jobs/{id}/log`` serves the file.
+job, e.g. the heartbeat's) and removes it on exit. ``GET /v1/jobs/{id}/log`` serves the file
+through ``read_job_log``. It lives in persistence because both the worker (writer) and the API
+(reader) need its name and format, and the API must not import the worker.
 """
 
 from __future__ import annotations
@@ -17,6 +19,17 @@ from pathlib import Path
 
 JOB_LOG = "job.log"
 LOGGERS = ("saft_core", "worker")
+
+
+def job_log_path(job_dir: Path) -> Path:
+    """Where a job's log lives inside its job directory."""
+    return job_dir / JOB_LOG
+
+
+def read_job_log(job_dir: Path) -> str:
+    """The job's log so far (JSON lines), or "" before the job started."""
+    path = job_log_path(job_dir)
+    return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
 
 
 class JsonFormatter(logging.Formatter):
