@@ -1,6 +1,12 @@
 // DOM helpers and the small vocabulary every part of the dashboard shares.
 
-export const FINAL = new Set(["succeeded", "failed", "cancelled"]);
+import { apiUrl } from "./api.js";
+
+// Job states are declared once (saft_core/states.py) and served by GET /v1/vocabulary.
+const VOCABULARY = await fetch(apiUrl("v1/vocabulary"), { cache: "no-store" }).then((r) =>
+  r.json(),
+);
+export const FINAL = new Set(VOCABULARY.final_states);
 export const MODE_NAMES = { saft: "SAFT", wsf: "SAFT-WSF" };
 
 export const $ = (sel, root = document) => root.querySelector(sel);
