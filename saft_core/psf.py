@@ -126,7 +126,8 @@ def resample_stack(stack: np.ndarray, factor: float) -> np.ndarray:
     frames = _frames(stack, limit=None)
     factor = _check_factor(factor)
     if factor == 1.0:
-        return frames.copy() if np.ndim(stack) == 3 else frames[0].copy()
+        same = frames.astype(np.float32)
+        return same if np.ndim(stack) == 3 else same[0]
     h, w = frames.shape[-2:]
     shape = (max(1, round(h * factor)), max(1, round(w * factor)))
     out = np.stack([_resample(f, factor, shape) for f in frames]).astype(np.float32)

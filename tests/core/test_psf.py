@@ -87,6 +87,7 @@ def test_frames_are_resampled_independently():
     out = resample_stack(stack, 0.5)
     np.testing.assert_allclose(out[1], resample_stack(stack[1], 0.5), rtol=1e-6)
     assert resample_stack(stack, 1.0).shape == stack.shape
+    assert resample_stack(stack.astype(np.float64), 1.0).dtype == np.float32
     with pytest.raises(InvalidParameterError):
         resample_stack(stack, 0.0)
 
