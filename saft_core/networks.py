@@ -3,10 +3,21 @@
 Checkpoint files are always read with ``torch.load(..., weights_only=True)``: a model file
 from a user must never be able to run code. Every problem with a model file becomes a
 ``CheckpointError`` with a one-line message naming the field (``sr_model`` / ``den_model``).
+
+A saft-checkpoint/1 file is a dict: ``format``, ``kind`` ("sr" / "den"), ``config`` (the
+network's dataclass as a dict), ``state_dict``, plus optional entries given as ``extra``. One
+optional entry is documented: ``training_condition`` = ``{"psf_sigma_lr_px": float,
+"pixel_size_um": float | None}``, the Gaussian PSF sigma (LR px) and camera pixel size (um,
+None when unknown) of the data the network was trained on, so that a user's data can be
+resampled to match (saft_core.psf). The shipped default networks carry it in
+``weights/card.json``; foreign checkpoints (published SFSRM .pth files) have none.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -28,6 +39,8 @@ RESIDUAL_SCALE = 0.2  # ESRGAN residual scaling inside RDB and RRDB
 LRELU_SLOPE = 0.2
 RDB_INIT_SCALE = 0.1  # ESRGAN scales the initial RDB weights down so deep trunks start stable
 _RESERVED_KEYS = ("format", "kind", "config", "state_dict")
+TRAINING_CONDITION = "training_condition"  # optional checkpoint / model-card entry
+CARD_PATH = WEIGHTS_DIR / "card.json"
 _FIELD = {"sr": "sr_model", "den": "den_model"}
 
 
@@ -294,6 +307,8 @@ def save_checkpoint(
     clash = [k for k in _RESERVED_KEYS if k in extra]
     if clash:
         raise ValueError(f"extra must not override checkpoint keys: {', '.join(clash)}")
+    if TRAINING_CONDITION in extra:
+        extra[TRAINING_CONDITION] = _check_condition(extra[TRAINING_CONDITION])
     ckpt = {
         "format": CHECKPOINT_FORMAT,
         "kind": kind,
@@ -312,6 +327,90 @@ def save_checkpoint_dict(path: str | Path, ckpt: Mapping[str, Any]) -> Path:
         fh.flush()
         os.fsync(fh.fileno())
     return path
+
+
+def training_condition(psf_sigma_lr_px: float, pixel_size_um: float | None = None) -> dict:
+    """The ``training_condition`` checkpoint entry: PSF sigma (LR px), pixel size (um)."""
+    return _check_condition({"psf_sigma_lr_px": psf_sigma_lr_px, "pixel_size_um": pixel_size_um})
+
+
+def model_training_condition(spec_or_ckpt: str | Path | Mapping[str, Any]) -> dict | None:
+    """The condition a model was trained on, or None when its checkpoint does not say.
+
+    Accepts "default" (the shipped networks: their model card), a checkpoint path or an
+    already-loaded checkpoint dict. The shipped files are recognised by their sha256 in the
+    card, wherever they were copied. Foreign checkpoints (bare state dicts, BasicSR / SFSRM
+    files) return None; a malformed entry raises CheckpointError.
+    """
+    if isinstance(spec_or_ckpt, str) and spec_or_ckpt == "default":
+        return _card_condition()
+    if isinstance(spec_or_ckpt, (str, Path)):
+        path = Path(spec_or_ckpt)
+        obj = _read_file(path, "cpu", "model")
+        found = _condition_of(obj, path.name)
+        if found is None and path.is_file() and _sha256(path) in _card_hashes():
+            return _card_condition()
+        return found
+    if isinstance(spec_or_ckpt, Mapping):
+        return _condition_of(spec_or_ckpt, "checkpoint")
+    raise CheckpointError(
+        f"expected 'default', a file path or a checkpoint dict, got {type(spec_or_ckpt).__name__}"
+    )
+
+
+def _condition_of(obj: Any, name: str) -> dict | None:
+    if not isinstance(obj, Mapping) or TRAINING_CONDITION not in obj:
+        return None
+    try:
+        return _check_condition(obj[TRAINING_CONDITION])
+    except ValueError as exc:
+        raise CheckpointError(f"{name}: {exc}", field="model") from None
+
+
+def _check_condition(cond: Any) -> dict:
+    """A validated copy of a training condition (ValueError naming the bad entry)."""
+    if not isinstance(cond, Mapping):
+        raise ValueError(f"{TRAINING_CONDITION} must be a mapping, got {type(cond).__name__}")
+    unknown = sorted(set(cond) - {"psf_sigma_lr_px", "pixel_size_um"})
+    if unknown:
+        raise ValueError(f"{TRAINING_CONDITION} has unknown entries: {', '.join(unknown)}")
+    sigma, pixel = cond.get("psf_sigma_lr_px"), cond.get("pixel_size_um")
+    if not _positive(sigma):
+        raise ValueError(f"{TRAINING_CONDITION} psf_sigma_lr_px must be > 0 LR px, got {sigma!r}")
+    if pixel is not None and not _positive(pixel):
+        raise ValueError(f"{TRAINING_CONDITION} pixel_size_um must be > 0 or null, got {pixel!r}")
+    return {
+        "psf_sigma_lr_px": float(sigma),
+        "pixel_size_um": None if pixel is None else float(pixel),
+    }
+
+
+def _positive(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
+def _card() -> dict:
+    try:
+        return json.loads(CARD_PATH.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _card_condition() -> dict | None:
+    cond = _card().get(TRAINING_CONDITION)
+    return None if cond is None else _check_condition(cond)
+
+
+def _card_hashes() -> set[str]:
+    return {f.get("sha256") for f in _card().get("files", {}).values() if isinstance(f, dict)}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 # -- loading -------------------------------------------------------------------------------

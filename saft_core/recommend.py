@@ -8,10 +8,10 @@ pretrained model's (it fits by adding artifacts) or it lost resolution: FRC reso
 ``FRC_GUARD`` (1.1) times the pretrained model's, or, in records without FRC, decorrelation
 resolution above ``DECORRELATION_GUARD`` (1.25) times. The run has stalled when, over the last
 ``PATIENCE`` (3) iterations, the lowest allowed loss improved by at most ``STALL_REL`` (3%) of
-the total improvement (first loss - lowest) and the last allowed step fell by no more. Then,
-and at the end of every run, the recommendation is the latest allowed iteration whose loss is
-within ``NEAR`` (2%) of the total improvement from the lowest, or the pretrained network (0)
-when no trained iteration is allowed or fits better than it.
+the total improvement (first loss - lowest), and the last step (to an allowed iteration) fell
+by no more. Then, and at the end of every run, the recommendation is the latest allowed
+iteration whose loss is within ``NEAR`` (2%) of the total improvement from the lowest, or the
+pretrained network (0) when no trained iteration is allowed or fits better than it.
 
 Why this rule. The previous rule stopped at the first iteration whose step was small compared
 with the decrease so far; on the bench (other_structure, adaptive preset) it recommended
@@ -62,15 +62,15 @@ def recommend_iteration(records: Sequence[dict[str, Any]], *, final: bool = Fals
         best_so_far.append(cur if prev is None else prev if cur is None else min(prev, cur))
     first, best = loss[chain[0]], best_so_far[-1]
     if best is None:  # nothing allowed (only possible without an iteration 0 loss)
-        return 0 if final else _none_unless_stalled(chain)
+        return 0 if final or len(chain) > PATIENCE else None
     improvement = max(first - best, 0.0)
     stalled = False
     if len(chain) > PATIENCE:
         before = best_so_far[-1 - PATIENCE]
         progress = (before - best) if before is not None else math.inf
         last, prev = chain[-1], chain[-2]
-        # still falling (e.g. after a spike), among iterations that can be recommended
-        descent = loss[prev] - loss[last] if allowed(last) and allowed(prev) else 0.0
+        # still falling towards a recommendable iteration (e.g. recovering from a spike)
+        descent = loss[prev] - loss[last] if allowed(last) else 0.0
         stalled = max(progress, descent) <= STALL_REL * improvement
     if not (stalled or final):
         return None
@@ -98,10 +98,6 @@ def _guard(by_iter: dict[int, dict[str, Any]]):
         return _within(r.get("resolution"), base_dec, DECORRELATION_GUARD)
 
     return allowed
-
-
-def _none_unless_stalled(chain: list[int]) -> int | None:
-    return 0 if len(chain) > PATIENCE else None
 
 
 def _within(value: Any, base: float | None, factor: float) -> bool:

@@ -13,6 +13,11 @@ pixels of that grid (SR px when given SR images; 2 px is the finest readable). I
 mean-subtracted and multiplied by a Tukey window (against the edge's cross in the spectrum);
 rings are one frequency bin (1/min(H, W)) wide and the curve is smoothed over 3 rings.
 Thresholds: "1/7" (fixed 0.143) or "half-bit" (van Heel & Schatz 2005, by ring size).
+
+Measured with the shipped default network on simulated 8-frame 64x64 stacks (even/odd frame
+halves, SR px): TRAINING condition, FRC 2.0 (the SR grid's Nyquist: the output reproduces
+between halves down to 1 SR px; decorrelation 2.5); LOW_SNR, FRC 11.6, as bicubic
+upsampling's 11.9, while decorrelation reads 2.7 (the texture made of the noise).
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ def stack_frc_resolution(
     Give the mean SR of the even frames and the mean SR of the odd frames (``split_halves``),
     each made by the same network: their noise, and the texture the network makes of it, are
     independent, so only reproducible structure counts. Model-agnostic: any SR grid works.
+    Needs a stack of >= 2 frames; a single SR frame has no independent half (the one-image
+    checkerboard split assumes per-pixel noise, which an SR output does not have).
     """
     return frc_resolution(sr_even_mean, sr_odd_mean, threshold)
 

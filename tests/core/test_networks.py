@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import pickle
+import shutil
 from pathlib import Path
 
 import pytest
@@ -23,9 +25,12 @@ from saft_core.networks import (
     count_parameters,
     load_model,
     model_summary,
+    model_training_condition,
     save_checkpoint,
     save_checkpoint_dict,
+    training_condition,
 )
+from saft_core.simulate import TRAINING
 
 TINY = SRConfig(nf=8, nb=1, gc=8)
 
@@ -309,3 +314,75 @@ def test_load_onto_missing_gpu_is_a_device_error() -> None:
     with pytest.raises(InvalidParameterError, match="no CUDA GPU") as err:
         load_model("default", "sr", map_location="cuda")
     assert err.value.field == "device"
+
+
+# -- training-condition metadata -------------------------------------------------------------
+
+
+def test_training_condition_round_trip(tmp_path: Path) -> None:
+    model = build_sr(TINY, seed=1)
+    cond = training_condition(1.6, 0.065)
+    path = save_checkpoint(tmp_path / "m.pth", model, "sr", extra={"training_condition": cond})
+    assert model_training_condition(path) == {"psf_sigma_lr_px": 1.6, "pixel_size_um": 0.065}
+    assert model_training_condition(torch.load(path, weights_only=True)) == cond
+    assert same_params(model, load_model(path, "sr"))  # the entry does not disturb loading
+    # pixel size may be unknown
+    save_checkpoint(
+        tmp_path / "n.pth",
+        model,
+        "sr",
+        extra={"training_condition": {"psf_sigma_lr_px": 2, "pixel_size_um": None}},
+    )
+    assert model_training_condition(tmp_path / "n.pth") == training_condition(2.0)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"psf_sigma_lr_px": 0.0},
+        {"psf_sigma_lr_px": "1"},
+        {"psf_sigma_lr_px": 1.0, "nm": 2},
+        {"psf_sigma_lr_px": 1.0, "pixel_size_um": -1.0},
+        [1.0],
+    ],
+)
+def test_malformed_training_condition_is_refused(tmp_path: Path, bad) -> None:
+    with pytest.raises(ValueError, match="training_condition"):
+        save_checkpoint(tmp_path / "x.pth", build_sr(TINY), "sr", extra={"training_condition": bad})
+    ckpt = {
+        "format": "saft-checkpoint/1",
+        "kind": "sr",
+        "config": {},
+        "state_dict": {},
+        "training_condition": bad,
+    }
+    with pytest.raises(CheckpointError, match="training_condition"):
+        model_training_condition(ckpt)
+
+
+def test_foreign_checkpoints_have_no_training_condition_and_still_load(tmp_path: Path) -> None:
+    model = build_sr(TINY, seed=2)
+    sd = model.state_dict()
+    for name, obj in [("bare", sd), ("basicsr", {"params_ema": sd}), ("ours", None)]:
+        path = tmp_path / f"{name}.pth"
+        if obj is None:
+            save_checkpoint(path, model, "sr")  # our format without the entry
+        else:
+            torch.save(obj, path)
+        assert model_training_condition(path) is None
+        assert same_params(model, load_model(path, "sr"))
+    with pytest.raises(CheckpointError, match="not found"):
+        model_training_condition(tmp_path / "missing.pth")
+
+
+def test_shipped_weights_state_their_training_condition(tmp_path: Path) -> None:
+    card = json.loads((WEIGHTS_DIR / "card.json").read_text())
+    expected = {"psf_sigma_lr_px": TRAINING.psf_sigma_lr, "pixel_size_um": 0.1}
+    assert card["data"]["condition"]["psf_sigma_lr"] == TRAINING.psf_sigma_lr
+    assert model_training_condition("default") == expected
+    for kind in ("sr", "den"):
+        shipped = WEIGHTS_DIR / f"default_{kind}.pth"
+        assert model_training_condition(shipped) == expected
+        copy = tmp_path / f"my_{kind}.pth"  # recognised by content, wherever it was copied
+        shutil.copyfile(shipped, copy)
+        assert model_training_condition(copy) == expected

@@ -32,6 +32,19 @@ def test_sigma_of_simulated_stacks_within_15_percent(sigma, condition):
     assert estimate_psf_sigma(sim.lr) == pytest.approx(sigma, rel=0.15)
 
 
+@pytest.mark.parametrize("sigma", [1.0, 2.5])
+def test_an_out_of_focus_layer_does_not_widen_the_estimate(sigma):
+    sim = simulate_stack(replace(TRAINING, psf_sigma_lr=sigma), 8, (128, 128), seed=4)
+    # a second structure layer far out of focus (blur 5 LR px), with its own shot noise
+    other = replace(TRAINING, psf_sigma_lr=sigma, structure="mitochondria")
+    defocused = np.stack(
+        [gaussian_filter(f, 5.0) for f in simulate_stack(other, 8, (128, 128), 8).signal]
+    )
+    haze = np.random.default_rng(0).poisson(2.0 * defocused).astype(np.float32)
+    assert haze.mean() > 0.4 * sim.signal.mean()
+    assert estimate_psf_sigma(sim.lr + haze) == pytest.approx(sigma, rel=0.15)
+
+
 @pytest.mark.parametrize("sigma", [1.0, 2.0])
 def test_sigma_from_a_single_frame(sigma):
     sim = simulate_stack(replace(TRAINING, psf_sigma_lr=sigma), 1, (128, 128), seed=5)
@@ -87,6 +100,7 @@ def test_frames_are_resampled_independently():
     out = resample_stack(stack, 0.5)
     np.testing.assert_allclose(out[1], resample_stack(stack[1], 0.5), rtol=1e-6)
     assert resample_stack(stack, 1.0).shape == stack.shape
+    assert resample_stack(stack.astype(np.float64), 1.0).dtype == np.float32
     with pytest.raises(InvalidParameterError):
         resample_stack(stack, 0.0)
 
