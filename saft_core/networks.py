@@ -329,9 +329,17 @@ def save_checkpoint_dict(path: str | Path, ckpt: Mapping[str, Any]) -> Path:
     return path
 
 
-def training_condition(psf_sigma_lr_px: float, pixel_size_um: float | None = None) -> dict:
-    """The ``training_condition`` checkpoint entry: PSF sigma (LR px), pixel size (um)."""
-    return _check_condition({"psf_sigma_lr_px": psf_sigma_lr_px, "pixel_size_um": pixel_size_um})
+def training_condition(
+    psf_sigma_lr_px: float,
+    pixel_size_um: float | None = None,
+    psf_sigma_range: tuple[float, float] | None = None,
+) -> dict:
+    """The ``training_condition`` checkpoint entry: PSF sigma (LR px), pixel size (um) and,
+    for a network trained over a range of PSF widths, that range (LR px)."""
+    cond: dict[str, Any] = {"psf_sigma_lr_px": psf_sigma_lr_px, "pixel_size_um": pixel_size_um}
+    if psf_sigma_range is not None:
+        cond["psf_sigma_lr_px_range"] = list(psf_sigma_range)
+    return _check_condition(cond)
 
 
 def model_training_condition(spec_or_ckpt: str | Path | Mapping[str, Any]) -> dict | None:
@@ -371,7 +379,7 @@ def _check_condition(cond: Any) -> dict:
     """A validated copy of a training condition (ValueError naming the bad entry)."""
     if not isinstance(cond, Mapping):
         raise ValueError(f"{TRAINING_CONDITION} must be a mapping, got {type(cond).__name__}")
-    unknown = sorted(set(cond) - {"psf_sigma_lr_px", "pixel_size_um"})
+    unknown = sorted(set(cond) - {"psf_sigma_lr_px", "pixel_size_um", "psf_sigma_lr_px_range"})
     if unknown:
         raise ValueError(f"{TRAINING_CONDITION} has unknown entries: {', '.join(unknown)}")
     sigma, pixel = cond.get("psf_sigma_lr_px"), cond.get("pixel_size_um")
@@ -379,10 +387,24 @@ def _check_condition(cond: Any) -> dict:
         raise ValueError(f"{TRAINING_CONDITION} psf_sigma_lr_px must be > 0 LR px, got {sigma!r}")
     if pixel is not None and not _positive(pixel):
         raise ValueError(f"{TRAINING_CONDITION} pixel_size_um must be > 0 or null, got {pixel!r}")
-    return {
+    out: dict[str, Any] = {
         "psf_sigma_lr_px": float(sigma),
         "pixel_size_um": None if pixel is None else float(pixel),
     }
+    if "psf_sigma_lr_px_range" in cond:
+        span = cond["psf_sigma_lr_px_range"]
+        if (
+            not isinstance(span, (list, tuple))
+            or len(span) != 2
+            or not all(_positive(v) for v in span)
+            or not span[0] <= sigma <= span[1]
+        ):
+            raise ValueError(
+                f"{TRAINING_CONDITION} psf_sigma_lr_px_range must be [low, high] LR px around "
+                f"psf_sigma_lr_px, got {span!r}"
+            )
+        out["psf_sigma_lr_px_range"] = [float(span[0]), float(span[1])]
+    return out
 
 
 def _positive(v: Any) -> bool:

@@ -32,12 +32,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from saft_core.networks import (
+    TRAINING_CONDITION,
     DENConfig,
     SRConfig,
     build_den,
     build_sr,
     count_parameters,
     save_checkpoint,
+    training_condition,
 )
 from saft_core.normalise import lr_scale, normalise_edges
 from saft_core.simulate import (
@@ -54,6 +56,7 @@ ProgressFn = Callable[[int, int, dict[str, Any]], None]
 CARD_FORMAT = "saft-model-card/1"
 VALIDATION_SEED_BASE = 900_000  # validation stacks never share a seed with training stacks
 LOG_POINTS = 20  # loss-history entries kept in the card
+NOMINAL_PIXEL_UM = 0.1  # the simulator's camera pixel: one SR pixel ~ 25 nm
 BROAD = "broad"  # condition name: every field draws its own condition (simulate.sample_condition)
 
 
@@ -174,8 +177,12 @@ def train_base(
     }
     card = _card(cfg, seed, steps, den_steps, n_threads, seconds, sr, den, metrics)
     card["loss_history"] = {"sr": sr_hist, "den": den_hist}
+    card[TRAINING_CONDITION] = condition = trained_condition(cfg)
     # A short provenance stamp inside each checkpoint; the full card lives beside them.
-    stamp = {"card": {k: card[k] for k in ("format", "seed", "steps", "threads", "versions")}}
+    stamp = {
+        "card": {k: card[k] for k in ("format", "seed", "steps", "threads", "versions")},
+        TRAINING_CONDITION: condition,
+    }
     sr_path = save_checkpoint(out_dir / "default_sr.pth", sr, "sr", extra=stamp)
     den_path = save_checkpoint(out_dir / "default_den.pth", den, "den", extra=stamp)
     card["files"] = {p.name: _file_info(p) for p in (sr_path, den_path)}
@@ -468,6 +475,17 @@ def _rounded(metrics: dict[str, float]) -> dict[str, float]:
 def _file_info(path: Path) -> dict[str, Any]:
     data = path.read_bytes()
     return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def trained_condition(cfg: TrainConfig) -> dict[str, Any]:
+    """The checkpoint's ``training_condition``: the PSF width(s) in LR px it was trained at,
+    at the simulator's nominal 100 nm camera pixel."""
+    if cfg.condition != BROAD:
+        return training_condition(cfg.condition_obj().psf_sigma_lr, NOMINAL_PIXEL_UM)
+    from saft_core.simulate import BROAD_RANGES
+
+    low, high = BROAD_RANGES["psf_sigma_lr"]
+    return training_condition(math.sqrt(low * high), NOMINAL_PIXEL_UM, (low, high))
 
 
 def _condition_description(cfg: TrainConfig) -> dict[str, Any]:

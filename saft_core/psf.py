@@ -114,6 +114,31 @@ def plan_resampling(estimated: float, trained: float, tolerance: float = 0.25) -
     )
 
 
+def plan_for_model(
+    estimated: float, condition: dict | None, tolerance: float = 0.25
+) -> ResamplePlan:
+    """The resampling a model needs for data of PSF sigma ``estimated`` (LR px).
+
+    ``condition`` is the model's ``training_condition`` (saft_core.networks): a network trained
+    over a range of PSF widths (``psf_sigma_lr_px_range``) takes any width inside it as it is,
+    and data outside is brought to the nearest end; without a range, to the one trained width.
+    A model that does not record its condition (e.g. published SFSRM weights) is left alone.
+    """
+    if condition is None:
+        return ResamplePlan(1.0, "the model does not record its training PSF: no resampling")
+    span = condition.get("psf_sigma_lr_px_range")
+    if span is None:
+        return plan_resampling(estimated, float(condition["psf_sigma_lr_px"]), tolerance)
+    low, high = float(span[0]), float(span[1])
+    if low * (1 - tolerance) <= estimated <= high * (1 + tolerance):
+        return ResamplePlan(
+            1.0,
+            f"PSF sigma {estimated:.2f} LR px is inside the model's training range "
+            f"{low:.2f}-{high:.2f}: no resampling",
+        )
+    return plan_resampling(estimated, low if estimated < low else high, tolerance=0.0)
+
+
 def resample_stack(stack: np.ndarray, factor: float) -> np.ndarray:
     """The stack on a grid of pixels 1/factor times as large, frames resampled independently.
 

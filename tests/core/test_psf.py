@@ -118,3 +118,15 @@ def test_output_returns_to_the_input_sr_grid():
     assert err < 0.02
     # stacks keep their leading axes; the original shape is inferred when not given
     assert output_to_input_grid(np.stack([small_sr] * 2), 0.5, 4).shape == (2, 192, 192)
+
+
+def test_plan_for_a_model_trained_over_a_range_of_psf_widths():
+    from saft_core.psf import plan_for_model
+
+    broad = {"psf_sigma_lr_px": 1.44, "pixel_size_um": 0.1, "psf_sigma_lr_px_range": [0.8, 2.6]}
+    assert plan_for_model(2.0, broad).factor == 1.0  # 2x oversampled: inside the range
+    assert plan_for_model(0.7, broad).factor == 1.0  # within the tolerance of the low end
+    wide = plan_for_model(5.2, broad)
+    assert wide.factor == pytest.approx(0.5) and "5.20" in wide.reason
+    assert plan_for_model(2.0, {"psf_sigma_lr_px": 1.0, "pixel_size_um": None}).factor == 0.5
+    assert plan_for_model(2.0, None).factor == 1.0  # foreign weights: left alone
