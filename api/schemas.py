@@ -175,6 +175,33 @@ ParamsIn = create_model(
 )
 
 
+class ParamFieldOut(BaseModel):
+    """One SAFT parameter as ``saft_core.params.SPEC`` declares it (GET /v1/params)."""
+
+    name: str
+    type: Literal["float", "int", "bool", "choice", "string"]
+    default: Any = Field(description="the value when neither the user nor a preset sets one")
+    min: float | None
+    max: float | None
+    min_exclusive: bool
+    max_exclusive: bool
+    choices: list[str] | None
+    nullable: bool
+    null_means: str | None = Field(description="what null stands for, when nullable")
+    special: list[str] | None = Field(description="strings accepted in place of a number")
+    unit: str | None
+    help: str
+    advanced: bool
+
+
+class ParamSpecOut(BaseModel):
+    """The parameter spec: fields in declaration order and every preset's full values."""
+
+    default_preset: str
+    presets: dict[str, dict[str, Any]]
+    fields: list[ParamFieldOut]
+
+
 class JobCreate(_In):
     """A fine-tuning request; datasets and models are ids from /v1/datasets and /v1/models."""
 
