@@ -104,8 +104,9 @@ class Param:
             return False
         return self.max is None or not (v >= self.max if self.max_exclusive else v > self.max)
 
-    def allowed(self) -> str:
-        """What the field accepts, in words: ``in (0, 1e-3]``, ``an odd integer from 3 to 31``."""
+    def allowed(self, with_null: bool = True) -> str:
+        """What the field accepts, in words: ``in (0, 1e-3]``, ``an odd integer from 3 to 31``;
+        ``with_null=False`` leaves null out (the CLI, where an unset option is the null)."""
         if self.choices is not None:
             text = "one of " + ", ".join(repr(c) for c in self.choices)
         elif self.kind is bool:
@@ -120,7 +121,7 @@ class Param:
             text += f" {self.unit}"
         if self.special:
             text += " or " + " or ".join(repr(s) for s in self.special)
-        if self.nullable and not self.special_is_null:
+        if with_null and self.nullable and not self.special_is_null:
             text += f" (or null: {self.null_means})"
         return text
 
@@ -214,10 +215,11 @@ SPEC: tuple[Param, ...] = (
     Param(
         "background", str, "fit", presets={"adaptive": "map"}, choices=("fit", "mean", "map"),
         advanced=True,
-        help="How the degraded SR is matched to the denoised LR: 'fit' by a least-squares gain "
-        "and offset (camera offset and background are absorbed, not painted into the SR as "
-        "haze), 'mean' by the reference's mean matching (gain only), 'map' by a gain over a "
-        "smooth background map estimated from the LR frames (added haze is penalised).",
+        help="How the degraded SR is matched to the denoised LR: 'fit' (gain and offset), "
+        "'mean' (the reference's mean matching, gain only) or 'map' (gain over a smooth "
+        "background map estimated from the LR frames). 'fit' absorbs camera offset and "
+        "background instead of painting them into the SR as haze; 'map' penalises haze the "
+        "network adds.",
     ),
     Param(
         "tile", int, 64, presets={"adaptive": 32}, min=16, max=512, unit="LR px",
@@ -231,8 +233,9 @@ SPEC: tuple[Param, ...] = (
         "windows_per_tile", int, 1, presets={"adaptive": 4}, min=1, max=100, nullable=True,
         null_means="auto: enough windows to visit every frame about once (ceil(T / window))",
         special=("auto",), special_is_null=True, advanced=True,
-        help="Random windows per training tile in one iteration; 1 is the reference, 'auto' "
-        "(stored as null) costs T/window times the compute per iteration.",
+        help="Random windows per training tile in one iteration. 1 is the reference; 'auto' "
+        "(stored as null) visits every frame about once, at ceil(T / window) times the compute "
+        "per iteration.",
     ),
     Param(
         "ema", float, 0.0, presets={"adaptive": 0.95}, min=0.0, max=1.0, max_exclusive=True,
