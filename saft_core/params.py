@@ -3,14 +3,13 @@
 Each ``Param`` states a field's type, range, choices, null and special values, unit, help and
 its value in each preset. ``SaftParams`` (the validated record of a run), ``PRESETS``, the API's
 ``ParamsIn`` and ``GET /v1/params``, the CLI options and the parameter table of
-docs/service-contract.md (``python -m saft_core.params --markdown``) are built from it, so a
-new parameter is one ``Param`` here. Pure python: no web or torch imports.
+docs/service-contract.md (``scripts/gen_param_docs.py``) are built from it, so a new
+parameter is one ``Param`` here. Pure python: no web or torch imports.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from typing import Any, Literal
@@ -349,9 +348,8 @@ def markdown_table() -> str:
     ]
     for p in PRESET_PARAMS:
         values = [f"`{_json(p.in_preset(n))}`" for n in PRESET_NAMES]
-        what = p.help + (f" Null: {p.null_means}." if p.nullable else "")
         rows.append(f"| `{p.name}` | {_md(p.allowed())} | {' | '.join(values)} "
-                    f"| {_md(what)} |")  # fmt: skip
+                    f"| {_md(p.help)} |")  # fmt: skip
     return "\n".join(rows) + "\n"
 
 
@@ -365,9 +363,3 @@ def _json(value: Any) -> str:
 
 def _md(text: str) -> str:
     return text.replace("|", "\\|")
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] != ["--markdown"]:
-        sys.exit("usage: python -m saft_core.params --markdown")
-    sys.stdout.write(markdown_table())
