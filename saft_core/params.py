@@ -23,9 +23,6 @@ from saft_core.errors import InvalidParameterError
 PRESET_NAMES: tuple[str, ...] = ("reference", "adaptive")
 DEFAULT_PRESET = "reference"  # what an unnamed preset means, in the API, both CLIs and defaults
 
-Mode = Literal["saft", "wsf"]
-Background = Literal["fit", "mean", "map"]
-
 
 @dataclass(frozen=True)
 class Param:
