@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, make_dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from saft_core.errors import InvalidParameterError
 
@@ -22,6 +22,10 @@ from saft_core.errors import InvalidParameterError
 # artifacts); background map and haze penalty. Measured in docs/science.md.
 PRESET_NAMES: tuple[str, ...] = ("reference", "adaptive")
 DEFAULT_PRESET = "reference"  # what an unnamed preset means, in the API, both CLIs and defaults
+
+# Typing aliases of the two choice fields; SPEC reads its choices from them.
+Mode = Literal["saft", "wsf"]
+Background = Literal["fit", "mean", "map"]
 
 
 @dataclass(frozen=True)
@@ -163,7 +167,7 @@ _LEVEL = {"kind": float, "min": 0.0, "max": 100.0}
 
 SPEC: tuple[Param, ...] = (
     Param(
-        "mode", str, "saft", choices=("saft", "wsf"), run_level=True,
+        "mode", str, "saft", choices=get_args(Mode), run_level=True,
         help="'saft' fine-tunes on the LR stack alone; 'wsf' (SAFT-WSF) adds an SMLM image of "
         "the same field as a weak supervision. Chosen per run, beside the preset.",
     ),
@@ -209,7 +213,7 @@ SPEC: tuple[Param, ...] = (
         help="Stop once an iteration is recommended (the loss has converged).",
     ),
     Param(
-        "background", str, "fit", presets={"adaptive": "map"}, choices=("fit", "mean", "map"),
+        "background", str, "fit", presets={"adaptive": "map"}, choices=get_args(Background),
         advanced=True,
         help="How the degraded SR is matched to the denoised LR: 'fit' (gain and offset), "
         "'mean' (the reference's mean matching, gain only) or 'map' (gain over a smooth "
