@@ -22,6 +22,7 @@ from api.routes import (
     jobs,
     metrics,
     models,
+    params,
     reconstructions,
 )
 from api.sse import SSEConfig
@@ -62,7 +63,7 @@ def create_app(settings: Settings | None = None, *, sse: SSEConfig | None = None
     app.state.settings = settings
     app.state.sse = sse or SSEConfig()
     problems.install(app)
-    for module in (health, datasets, models, jobs, reconstructions, artifacts):
+    for module in (health, params, datasets, models, jobs, reconstructions, artifacts):
         app.include_router(module.router)
     app.include_router(dashboard.router)
     app.include_router(metrics.router)

@@ -17,10 +17,11 @@ from pydantic import (
     StrictBool,
     StrictInt,
     WithJsonSchema,
+    create_model,
 )
 
 from persistence.tables import Dataset, Iteration, Job, ModelFile, Reconstruction
-from saft_core.params import Background, Mode
+from saft_core.params import DEFAULT_PRESET, PRESET_NAMES, PRESET_PARAMS, Mode, Param
 from saft_core.record import BY_NAME as RECORD_FIELDS
 from saft_core.record import CSV_COLUMNS, loss_names
 from saft_core.record import MODES as RECORD_MODES
@@ -33,52 +34,7 @@ from saft_core.states import (
     JobState,
 )
 
-Preset = Literal["reference", "adaptive"]  # the keys of saft_core.params.PRESETS (tested)
 StrictNumber = Annotated[float, Field(strict=True)]
-
-
-def _sigma(v: Any) -> float | str | None:
-    """A positive number of LR pixels or "auto" (range is checked by SaftParams)."""
-    if v is None or v == "auto":
-        return v
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return float(v)
-    raise ValueError("sigma must be a number of LR pixels or 'auto'")
-
-
-Sigma = Annotated[
-    float | str | None,
-    PlainValidator(_sigma),
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"const": "auto"}],
-            "description": "RSF Gaussian sigma in LR pixels, or 'auto' to estimate it",
-        }
-    ),
-]
-
-
-def _windows_per_tile(v: Any) -> int | str | None:
-    """An integer number of windows or "auto" (range is checked by SaftParams)."""
-    if v is None or v == "auto":
-        return v
-    if isinstance(v, int) and not isinstance(v, bool):
-        return v
-    raise ValueError("windows_per_tile must be an integer or 'auto'")
-
-
-WindowsPerTile = Annotated[
-    int | str | None,
-    PlainValidator(_windows_per_tile),
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "integer", "minimum": 1, "maximum": 100}, {"const": "auto"}],
-            "description": "random frame windows per training tile in one iteration, 1..100, "
-            "or 'auto' (enough to visit every frame about once: ceil(T / window)); default 1 "
-            "(reference), 4 (adaptive preset)",
-        }
-    ),
-]
 
 
 class _In(BaseModel):
@@ -160,70 +116,99 @@ def model_out(m: ModelFile, root: str = "") -> ModelOut:
 # ---- jobs -------------------------------------------------------------------------------
 
 
-class ParamsIn(_In):
+class _ParamsBase(_In):
     """SAFT parameters; omitted (or null) fields take the preset's values, and without a
-    preset the documented (reference) defaults. Explicit fields win over the preset."""
-
-    preset: Preset | None = Field(
-        None,
-        description="named parameter set: 'reference' (the authors' schedule, the default) or "
-        "'adaptive' (this project's schedule: lr 1e-3, tile 32, windows_per_tile 4, "
-        "consistency_level 0.1, ema 0.95, warmup 30, background 'map', haze_level 0.3); the "
-        "job stores the resolved values, not the name",
-    )
-    iterations: StrictInt | None = Field(None, description="1 to 50; default 5 (saft) or 3 (wsf)")
-    lr: StrictNumber | None = Field(
-        None, description="learning rate in (0, 1e-3]; default 1e-5 (adaptive: 1e-3)"
-    )
-    sigma: Sigma = None
-    ksize: StrictInt | None = Field(None, description="odd RSF kernel size 3..31; default 5")
-    continuity_level: StrictNumber | None = Field(None, description="0..100; default 1")
-    sparse_level: StrictNumber | None = Field(None, description="0..100; default 1")
-    consistency_level: StrictNumber | None = Field(
-        None, description="rotation consistency weight 0..100; default 1 (adaptive: 0.1)"
-    )
-    seed: StrictInt | None = Field(None, description=">= 0; default 0")
-    early_stop: StrictBool | None = Field(
-        None, description="stop once an iteration is recommended; default false"
-    )
-    background: Background | None = Field(
-        None,
-        description="how the degraded SR is matched to the LR: 'fit' (gain and offset, the "
-        "default), 'mean' (the reference's mean matching) or 'map' (gain over an estimated "
-        "background map; adaptive)",
-    )
-    tile: StrictInt | None = Field(
-        None, description="training tile side, LR px, 16..512; default 64 (adaptive: 32)"
-    )
-    window: StrictInt | None = Field(
-        None, description="odd number of adjacent frames, 3..15; default 5"
-    )
-    windows_per_tile: WindowsPerTile = None
-    ema: StrictNumber | None = Field(
-        None,
-        description="decay of the moving average of the SR weights in [0, 1); 0 = off, the "
-        "default (adaptive: 0.95)",
-    )
-    warmup: StrictInt | None = Field(
-        None,
-        description="optimiser steps of linear learning-rate warm-up, 0..10000; default 0 "
-        "(adaptive: 30)",
-    )
-    haze_level: StrictNumber | None = Field(
-        None, description="haze penalty weight 0..100; default 0 = off (adaptive: 0.3)"
-    )
+    preset the default preset's. Explicit fields win over the preset. Ranges are checked by
+    ``SaftParams.validate()`` so every bad field comes back together in one 422."""
 
     def given(self) -> dict[str, Any]:
-        """Only the fields the client set to a value (the rest stay the preset's or the
-        SaftParams defaults); ``preset`` is not a parameter and is left out."""
-        out = {
+        """Only the fields the client set to a value (the rest stay the preset's);
+        ``preset`` is not a parameter and is left out."""
+        return {
             k: v
             for k, v in self.model_dump(exclude_unset=True).items()
             if v is not None and k != "preset"
         }
-        if out.get("windows_per_tile") == "auto":
-            out["windows_per_tile"] = None  # SaftParams spells "auto" as None
-        return out
+
+
+def _special_validator(p: Param) -> Any:
+    """A strict number of ``p.kind`` or one of its special strings ("auto")."""
+
+    def check(v: Any) -> Any:
+        if v is None or v in p.special:
+            return v
+        if isinstance(v, bool) or not isinstance(v, (int, float) if p.kind is float else int):
+            raise ValueError(f"{p.name} must be {p.allowed()}")
+        return float(v) if p.kind is float else v
+
+    return check
+
+
+def _wire_field(p: Param) -> tuple[Any, Any]:
+    """(annotation, Field) of one spec parameter in ``ParamsIn``: strict types, optional;
+    the JSON schema states the spec's range, checked later by ``SaftParams.validate()``."""
+    description = f"{p.help} Allowed: {p.allowed()}. {p.default_text()}"
+    if p.choices is not None:
+        return Literal[p.choices] | None, Field(None, description=description)  # type: ignore[valid-type]
+    if p.kind is bool:
+        return StrictBool | None, Field(None, description=description)
+    schema: dict[str, Any] = {"type": "integer" if p.kind is int else "number"}
+    for key, bound, exclusive in (
+        ("inimum", p.min, p.min_exclusive),
+        ("aximum", p.max, p.max_exclusive),
+    ):
+        if bound is not None:
+            schema[("exclusiveM" if exclusive else "m") + key] = bound
+    check = PlainValidator(_special_validator(p)) if p.special else None
+    base: Any = StrictInt if p.kind is int else StrictNumber
+    wire_schema = {"anyOf": [schema, *({"const": s} for s in p.special), {"type": "null"}]}
+    kind = Annotated[base | None, WithJsonSchema(wire_schema)]
+    if check is not None:
+        kind = Annotated[Any, check, WithJsonSchema(wire_schema)]
+    return kind, Field(None, description=description)
+
+
+ParamsIn = create_model(
+    "ParamsIn",
+    __base__=_ParamsBase,
+    preset=(
+        Literal[PRESET_NAMES] | None,  # type: ignore[valid-type]
+        Field(
+            None,
+            description="named parameter set (see GET /v1/params for every value): "
+            f"{', '.join(repr(n) for n in PRESET_NAMES)}; null = {DEFAULT_PRESET!r}. The job "
+            "stores the resolved values, not the name",
+        ),
+    ),
+    **{p.name: _wire_field(p) for p in PRESET_PARAMS},
+)
+
+
+class ParamFieldOut(BaseModel):
+    """One SAFT parameter as ``saft_core.params.SPEC`` declares it (GET /v1/params)."""
+
+    name: str
+    type: Literal["float", "int", "bool", "choice", "string"]
+    default: Any = Field(description="the value when neither the user nor a preset sets one")
+    min: float | None
+    max: float | None
+    min_exclusive: bool
+    max_exclusive: bool
+    choices: list[str] | None
+    nullable: bool
+    null_means: str | None = Field(description="what null stands for, when nullable")
+    special: list[str] | None = Field(description="strings accepted in place of a number")
+    unit: str | None
+    help: str
+    advanced: bool
+
+
+class ParamSpecOut(BaseModel):
+    """The parameter spec: fields in declaration order and every preset's full values."""
+
+    default_preset: str
+    presets: dict[str, dict[str, Any]]
+    fields: list[ParamFieldOut]
 
 
 class JobCreate(_In):

@@ -23,7 +23,7 @@ from typing import Any
 
 import click
 
-from saft_cli.param_help import default_help
+from saft_cli.param_options import SaftOptions, saft_param_options
 from saft_client import Job, JobEvent, Reconstruction, SaftClient, SaftClientError
 from saft_client._core import DEFAULT_URL, model_ref
 from saft_core.states import JOB_STATES
@@ -101,137 +101,6 @@ def _service_command(f: Callable[..., Any]) -> Callable[..., Any]:
             raise ServiceError(message, field) from None
 
     return wrapper
-
-
-# (option, type, help); the value goes to the API parameter of the same name. Names and
-# ranges are checked by the service (one version of the truth; its 422 names the field).
-_PARAM_OPTIONS: Sequence[tuple[str, Any, str]] = (
-    (
-        "--preset",
-        str,
-        "Named parameter set: 'reference' (the authors' schedule) or 'adaptive' (this "
-        "project's, see docs/science.md); options given explicitly win over it "
-        "[service default: reference].",
-    ),
-    ("--iterations", int, "Fine-tuning iterations, 1..50 [service default: 5; wsf 3]."),
-    ("--lr", float, "Learning rate in (0, 1e-3] " + default_help("lr")),
-    ("--sigma", str, "RSF sigma in LR pixels, or 'auto' " + default_help("sigma")),
-    ("--ksize", int, "Odd RSF kernel size 3..31 " + default_help("ksize")),
-    (
-        "--continuity-level",
-        float,
-        "Spatiotemporal continuity weight 0..100 " + default_help("continuity_level"),
-    ),
-    ("--sparse-level", float, "Sparsity weight 0..100 " + default_help("sparse_level")),
-    (
-        "--consistency-level",
-        float,
-        "Rotation consistency weight 0..100 " + default_help("consistency_level"),
-    ),
-    ("--seed", int, "Random seed >= 0 " + default_help("seed")),
-    (
-        "--background",
-        str,
-        "Match the degraded SR to the LR: 'fit' (gain and offset), 'mean' (the reference's "
-        "mean matching) or 'map' (gain over a background map) " + default_help("background"),
-    ),
-    (
-        "--ema",
-        float,
-        "Moving-average decay of the SR weights in [0, 1), 0 = off " + default_help("ema"),
-    ),
-    (
-        "--warmup",
-        int,
-        "Optimiser steps of learning-rate warm-up, 0..10000 " + default_help("warmup"),
-    ),
-    (
-        "--haze-level",
-        float,
-        "Haze penalty weight 0..100, 0 = off " + default_help("haze_level"),
-    ),
-    (
-        "--tile",
-        int,
-        "Training tile side in LR pixels, 16..512 " + default_help("tile"),
-    ),
-    ("--window", int, "Odd number of adjacent frames, 3..15 " + default_help("window")),
-    (
-        "--windows-per-tile",
-        str,
-        "Random windows per tile in one iteration, 1..100, or 'auto' (every frame about "
-        "once) " + default_help("windows_per_tile"),
-    ),
-)
-
-
-_METAVARS = {
-    "--preset": "reference|adaptive",
-    "--background": "fit|mean|map",
-    "--sigma": "SIGMA|auto",
-    "--windows-per-tile": "N|auto",
-}
-
-
-def _param_name(option: str) -> str:
-    return option.lstrip("-").replace("-", "_")
-
-
-def _saft_params(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Adds the SAFT parameter options; the command gets them as ``params`` (set ones only,
-    so the service's defaults apply to the rest)."""
-
-    @functools.wraps(f)
-    def wrapper(**kwargs: Any) -> Any:
-        params: dict[str, Any] = {}
-        for option, _, _ in _PARAM_OPTIONS:
-            value = kwargs.pop(f"p_{_param_name(option)}", None)
-            if value is not None:
-                params[_param_name(option)] = value
-        early_stop = kwargs.pop("p_early_stop", None)
-        if early_stop is not None:
-            params["early_stop"] = early_stop
-        if "sigma" in params:
-            params["sigma"] = _sigma(params["sigma"])
-        if "windows_per_tile" in params:
-            params["windows_per_tile"] = _windows_per_tile(params["windows_per_tile"])
-        return f(params=params, **kwargs)
-
-    wrapper = click.option(
-        "--early-stop/--no-early-stop",
-        "p_early_stop",
-        default=None,
-        help="Stop once an iteration is recommended [default: no].",
-    )(wrapper)
-    for option, kind, text in reversed(_PARAM_OPTIONS):
-        wrapper = click.option(
-            option,
-            f"p_{_param_name(option)}",
-            type=kind,
-            metavar=_METAVARS.get(option),
-            help=text,
-        )(wrapper)
-    return wrapper
-
-
-def _sigma(text: str) -> float | str:
-    """A number or 'auto'; anything else goes to the service, which names the field."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def _windows_per_tile(text: str) -> int | str:
-    """An integer or 'auto'; anything else goes to the service, which names the field."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return int(text)
-    except ValueError:
-        return text
 
 
 def _model_option(name: str, dest: str, kind: str) -> Callable[..., Any]:
@@ -419,7 +288,7 @@ def _download(client: SaftClient, url: str, dest: Path) -> Path:
     "--idempotency-key", default=None, help="Resubmitting with the same key returns the same job."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the job (and iterations) as JSON.")
-@_saft_params
+@saft_param_options(local=False)
 @_service_command
 def submit(
     client: SaftClient,
@@ -433,7 +302,7 @@ def submit(
     timeout: float | None,
     idempotency_key: str | None,
     as_json: bool,
-    params: dict[str, Any],
+    saft_options: SaftOptions,
 ) -> None:
     """Fine-tune on LR.tif (uploaded; or a dataset id) in the service; prints the job id."""
     job = client.submit_job(
@@ -444,7 +313,7 @@ def submit(
         sr_model=sr_model,
         den_model=den_model,
         idempotency_key=idempotency_key,
-        params=params,
+        params=saft_options.wire(),
     )
     if not wait:
         if as_json:
@@ -657,7 +526,7 @@ def download(client: SaftClient, target: str, out: Path, mp4: bool) -> None:
 @_model_option("--den", "den_model", "DEN")
 @click.option("--no-video", is_flag=True, help="Skip the MP4 previews.")
 @click.option("--retry-failed", is_flag=True, help="Submit files that failed before again.")
-@_saft_params
+@saft_param_options(local=False)
 @_service_command
 def watch(
     client: SaftClient,
@@ -671,7 +540,7 @@ def watch(
     den_model: str,
     no_video: bool,
     retry_failed: bool,
-    params: dict[str, Any],
+    saft_options: SaftOptions,
 ) -> None:
     """Fine-tune every new stack in DIR once it is completely written; reconstruct the
     recommended iteration into NAME_saft.tif and NAME_saft.mp4 (NAME_edge.tif is used as
@@ -685,7 +554,7 @@ def watch(
         mode=mode,
         sr_model=_upload_if_file(client, sr_model, "sr"),
         den_model=_upload_if_file(client, den_model, "den"),
-        params=params,
+        params=saft_options.wire(),
         video=not no_video,
         retry_failed=retry_failed,
     )

@@ -11,13 +11,12 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import click
 
-from saft_cli.param_help import default_help
+from saft_cli.param_options import SaftOptions, saft_param_options
 from saft_core.errors import SaftError
-from saft_core.params import PRESETS, Background, SaftParams
 
 
 class _SaftGroup(click.Group):
@@ -88,71 +87,7 @@ def edges(lr_tif: Path, out: Path) -> None:
     type=click.Path(path_type=Path),
     help="Run directory to create.",
 )
-@click.option(
-    "--preset",
-    type=click.Choice(list(PRESETS)),
-    default=None,
-    help="Named parameter set: 'reference' (the authors' schedule, the default) or 'adaptive' "
-    "(this project's, measured in docs/science.md). Options given explicitly win over it.",
-)
-@click.option("--iterations", type=int, default=None, help="Default 5 (saft) or 3 (wsf).")
-@click.option("--lr", "learning_rate", type=float, default=None, help=default_help("lr"))
-@click.option(
-    "--sigma", default=None, help="RSF sigma in LR pixels or 'auto'. " + default_help("sigma")
-)
-@click.option("--ksize", type=int, default=None, help=default_help("ksize"))
-@click.option("--continuity-level", type=float, default=None, help=default_help("continuity_level"))
-@click.option("--sparse-level", type=float, default=None, help=default_help("sparse_level"))
-@click.option(
-    "--consistency-level", type=float, default=None, help=default_help("consistency_level")
-)
-@click.option("--seed", type=int, default=None, help=default_help("seed"))
-@click.option("--early-stop", is_flag=True, help="Stop at the recommended iteration.")
-@click.option(
-    "--background",
-    type=click.Choice(get_args(Background)),
-    default=None,
-    help="Match the degraded SR to the LR by gain and offset ('fit'), the reference's mean "
-    "matching ('mean') or gain over an estimated background map ('map'). "
-    + default_help("background"),
-)
-@click.option(
-    "--ema",
-    type=float,
-    default=None,
-    help="Decay of the moving average of the SR weights, [0, 1); 0 = off. " + default_help("ema"),
-)
-@click.option(
-    "--warmup",
-    type=int,
-    default=None,
-    help="Optimiser steps of linear learning-rate warm-up, 0..10000. " + default_help("warmup"),
-)
-@click.option(
-    "--haze-level",
-    type=float,
-    default=None,
-    help="Weight of the haze penalty, 0..100; 0 = off. " + default_help("haze_level"),
-)
-@click.option(
-    "--tile",
-    type=int,
-    default=None,
-    help="Training tile side in LR pixels, 16..512. " + default_help("tile"),
-)
-@click.option(
-    "--window",
-    type=int,
-    default=None,
-    help="Odd number of adjacent frames per training window, 3..15. " + default_help("window"),
-)
-@click.option(
-    "--windows-per-tile",
-    default=None,
-    metavar="N|auto",
-    help="Random windows per tile in one iteration, 1..100, or 'auto' (every frame about once). "
-    + default_help("windows_per_tile"),
-)
+@saft_param_options(local=True)
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in RUN_DIR.")
 def finetune(
@@ -163,51 +98,14 @@ def finetune(
     model_spec: str,
     den_spec: str,
     run_dir: Path,
-    preset: str | None,
-    iterations: int | None,
-    learning_rate: float | None,
-    sigma: str | None,
-    ksize: int | None,
-    continuity_level: float | None,
-    sparse_level: float | None,
-    consistency_level: float | None,
-    seed: int | None,
-    early_stop: bool,
-    background: str | None,
-    ema: float | None,
-    warmup: int | None,
-    haze_level: float | None,
-    tile: int | None,
-    window: int | None,
-    windows_per_tile: str | None,
+    saft_options: SaftOptions,
     device: str | None,
     resume: bool,
 ) -> None:
     """Fine-tune the SR network on LR_TIF; writes checkpoints, previews and the loss record."""
     from saft_core.errors import InvalidParameterError
 
-    # Only the options given on the command line override the preset (or the defaults).
-    given: dict[str, Any] = {
-        "iterations": iterations,
-        "lr": learning_rate,
-        "sigma": None if sigma is None else _parse_sigma(sigma),
-        "ksize": ksize,
-        "continuity_level": continuity_level,
-        "sparse_level": sparse_level,
-        "consistency_level": consistency_level,
-        "seed": seed,
-        "early_stop": early_stop or None,
-        "background": background,
-        "ema": ema,
-        "warmup": warmup,
-        "haze_level": haze_level,
-        "tile": tile,
-        "window": window,
-    }
-    overrides = {k: v for k, v in given.items() if v is not None}
-    if windows_per_tile is not None:
-        overrides["windows_per_tile"] = _parse_windows_per_tile(windows_per_tile)
-    params = SaftParams.preset(preset or "reference", **overrides, mode=mode)
+    params = saft_options.resolve(mode)  # the preset's values, the given options over them
     if mode == "wsf" and smlm_tif is None:
         raise InvalidParameterError("--mode wsf needs --smlm SMLM.tif", field="smlm")
 
@@ -343,33 +241,6 @@ def train_base(out: Path, steps: int, seed: int, threads: int | None) -> None:
     with _bar(None, "training", "step") as bar:
         card = run_train(out, steps=steps, seed=seed, threads=threads, progress=_bar_progress(bar))
     click.echo(json.dumps(card, indent=2, default=str))
-
-
-def _parse_windows_per_tile(text: str) -> int | None:
-    if text.strip().lower() == "auto":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        from saft_core.errors import InvalidParameterError
-
-        raise InvalidParameterError(
-            f"windows_per_tile must be an integer from 1 to 100 or 'auto', got {text!r}",
-            field="windows_per_tile",
-        ) from None
-
-
-def _parse_sigma(text: str) -> float | str:
-    if text == "auto":
-        return "auto"
-    try:
-        return float(text)
-    except ValueError:
-        from saft_core.errors import InvalidParameterError
-
-        raise InvalidParameterError(
-            f"sigma must be a number of LR pixels or 'auto', got {text!r}", field="sigma"
-        ) from None
 
 
 def _bar(total: int | None, desc: str, unit: str):
