@@ -10,17 +10,12 @@
   through the dashboard takes seconds on a CPU.
 - ``page``: a fresh 1280x800 page (own context: empty sessionStorage); ``page.problems``
   collects page errors and console errors (CSP violations included) for the tests to assert.
-- ``params_spec``: the GET /v1/params document the dashboard builds its form from: the
-  service's own where it has the endpoint, else one made from ``saft_core.params`` (presets)
-  and ``params_fields.json`` (each field's range and help), served to the page by
-  ``page.route``.
+- ``params_spec``: the service's GET /v1/params document the dashboard builds its form from.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import os
 import shutil
 import signal
@@ -226,29 +221,8 @@ def lr_tiff(tmp_path: Path) -> Path:
 # ---- parameter spec ---------------------------------------------------------------------
 
 
-def _spec_from_saft_core() -> dict[str, Any]:
-    """GET /v1/params's shape: presets are the dataclass defaults under each preset's values
-    (iterations stays null: the service resolves it per mode)."""
-    from saft_core.params import PRESETS, SaftParams
-
-    defaults = {f.name: f.default for f in dataclasses.fields(SaftParams) if f.name != "mode"}
-    fields = json.loads((Path(__file__).parent / "params_fields.json").read_text())
-    assert [f["name"] for f in fields] == list(defaults), "params_fields.json is out of date"
-    for f in fields:
-        f["default"] = defaults[f["name"]]
-    return {
-        "default_preset": "reference",
-        "presets": {name: {**defaults, **values} for name, values in PRESETS.items()},
-        "fields": fields,
-    }
-
-
 @pytest.fixture
-def params_spec(page: Any, service: Service) -> dict[str, Any]:
+def params_spec(service: Service) -> dict[str, Any]:
     resp = service.client.get("/v1/params")
-    if resp.status_code == 200:
-        return resp.json()
-    assert resp.status_code == 404, resp.text
-    spec = _spec_from_saft_core()
-    page.route("**/v1/params", lambda route: route.fulfill(json=spec))
-    return spec
+    assert resp.status_code == 200, resp.text
+    return resp.json()
