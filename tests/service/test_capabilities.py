@@ -8,6 +8,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,3 +80,90 @@ def test_unknown_device_is_unavailable_with_the_reason() -> None:
     cap = device_capability("tpu:0")
     assert cap.available is False
     assert "device must be" in cap.reason
+
+
+# ---- a worker without nanopyx and ffmpeg: the run degrades, with the reason recorded -------
+
+RUN = """
+import json, logging, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+from persistence import jobs
+from persistence.db import session_scope
+from persistence.models import Job, Reconstruction, User
+from worker import runner
+
+with_edges, without_edges = sys.argv[1:3]
+out = {"with_edges": runner.run_job(with_edges), "without_edges": runner.run_job(without_edges)}
+with session_scope() as s:
+    job = s.get_one(Job, with_edges)
+    rec = jobs.create_reconstruction(s, s.get_one(User, job.owner_id), job, 1, video=True)
+out["reconstruction"] = runner.run_reconstruction(rec.id)
+out["reconstruction_id"] = rec.id
+print(json.dumps(out))
+"""
+
+
+def test_run_without_nanopyx_and_ffmpeg_records_why(
+    saft_env: Any, tiny_job_inputs: Any, tmp_path: Path
+) -> None:
+    from persistence import jobs
+    from persistence.db import session_scope
+    from persistence.models import Iteration, Job, Reconstruction
+    from persistence.storage import Storage
+
+    inputs = tiny_job_inputs(saft_env)
+    ids = []
+    with session_scope() as s:
+        for edge in (inputs.edge_dataset_id, None):
+            job = jobs.create_job(
+                s,
+                inputs.user,
+                lr_dataset_id=inputs.lr_dataset_id,
+                edge_dataset_id=edge,
+                sr_model=inputs.sr_model_id,
+                den_model=inputs.den_model_id,
+                params={"iterations": 2, "tile": 16, "lr": 1e-4},
+            )
+            ids.append(job.id)
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "nanopyx.py").write_text("raise ImportError('no nanopyx on this server')\n")
+    env = {
+        **saft_env.env,
+        "PYTHONPATH": os.pathsep.join([str(fake), saft_env.env["PYTHONPATH"]]),
+        "IMAGEIO_FFMPEG_EXE": str(tmp_path / "no-ffmpeg"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", RUN, *ids],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out == {
+        "with_edges": "succeeded",
+        "without_edges": "failed",
+        "reconstruction": "succeeded",
+        "reconstruction_id": out["reconstruction_id"],
+    }
+    # One line per job, never a traceback per iteration.
+    assert done.stderr.count("metrics unavailable") == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+
+    with session_scope() as s:
+        ok, failed = s.get_one(Job, ids[0]), s.get_one(Job, ids[1])
+        rec = s.get_one(Reconstruction, out["reconstruction_id"])
+        rse = s.scalars(select(Iteration.rse).where(Iteration.job_id == ok.id)).all()
+    assert len(ok.notes) == 1 and ok.notes[0].startswith("metrics unavailable: nanopyx")
+    assert "no nanopyx on this server" in ok.notes[0]
+    assert rse == [None, None, None]
+    assert "upload an edge map, or install nanopyx on the workers" in failed.error
+    assert rec.mp4_path is None and rec.tiff_path
+    assert (Storage(saft_env.data_dir).resolve(rec.tiff_path)).is_file()
+    assert len(rec.notes) == 1 and rec.notes[0].startswith("video unavailable: ffmpeg ")
+    assert "no-ffmpeg" in rec.notes[0]
+    job_log = (Storage(saft_env.data_dir).job_dir(ok.id) / "job.log").read_text()
+    assert job_log.count("metrics unavailable") == 1
