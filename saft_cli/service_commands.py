@@ -1,4 +1,4 @@
-"""Service commands of ``saft``: serve, worker, users add, db upgrade.
+"""Service commands of ``saft``: serve, worker, users add, db upgrade, doctor.
 
 ``saft serve`` with no configuration is the embedded default: the API (uvicorn), one Celery
 worker subprocess and an embedded Redis (unix socket, AOF) over SQLite in the data dir — the
@@ -32,6 +32,9 @@ def register(cli: click.Group) -> None:
     cli.add_command(worker)
     cli.add_command(users)
     cli.add_command(db)
+    from saft_cli.doctor import doctor
+
+    cli.add_command(doctor)
 
 
 def _data_dir_option(f: Callable[..., Any]) -> Callable[..., Any]:
