@@ -54,6 +54,13 @@ def remove_worker(session: Session, worker_id: str) -> None:
     session.execute(delete(WorkerRecord).where(WorkerRecord.id == worker_id))
 
 
+def prune_workers(session: Session, older_than_s: float) -> int:
+    """Delete rows not seen for ``older_than_s`` (workers killed long ago); returns how many."""
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    res = session.execute(delete(WorkerRecord).where(WorkerRecord.seen_at < cutoff))
+    return res.rowcount
+
+
 def all_workers(session: Session) -> list[WorkerRecord]:
     """Every row, live or stale, most recently seen first."""
     return list(session.scalars(select(WorkerRecord).order_by(WorkerRecord.seen_at.desc())))

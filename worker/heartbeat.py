@@ -13,7 +13,9 @@ from typing import Any
 from persistence.db import session_scope
 from persistence.jobs import Task, heartbeat
 from persistence.settings import Settings
-from persistence.workers import register_worker, remove_worker, touch_worker
+from persistence.workers import prune_workers, register_worker, remove_worker, touch_worker
+
+FORGET_WORKERS_AFTER_S = 7 * 24 * 3600  # a killed worker's row is listed as gone this long
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,7 @@ class WorkerPresence:
 
     def _register(self) -> None:
         with session_scope() as s:
+            prune_workers(s, FORGET_WORKERS_AFTER_S)
             register_worker(
                 s,
                 self.worker_id,

@@ -190,3 +190,17 @@ def test_a_real_worker_registers_its_device_and_parts(saft_env: Any, start_worke
     w.stop()
     with session_scope() as s:
         assert s.get(WorkerRecord, row.id) is None  # a clean shutdown leaves no row
+
+
+def test_dead_and_long_gone_workers_leave_the_registry(api: Api) -> None:
+    from persistence.workers import all_workers, prune_workers
+    from worker.reconciler import release_dead_worker
+
+    add_worker("host:41")
+    add_worker("host:42")
+    add_worker("host:43", seen_ago_s=8 * 24 * 3600)
+    release_dead_worker("host", 41, api.env.settings)  # its parent saw it exit
+    with session_scope() as s:
+        assert prune_workers(s, 7 * 24 * 3600) == 1
+    with session_scope() as s:
+        assert [w.id for w in all_workers(s)] == ["host:42"]
