@@ -11,6 +11,7 @@ warnings and do not change the exit status.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,12 @@ def diagnose(settings: Any) -> Diagnosis:
         line = f"broker {broker['url']} unreachable: {broker['error']}"
         # The embedded broker only runs while `saft serve` does: not a fault of the set-up.
         (diag.warnings if settings.embedded_broker else diag.problems).append(line)
+    report["user"] = {"uid": os.geteuid(), "root": os.geteuid() == 0}
+    if report["user"]["root"]:
+        diag.warnings.append(
+            "running as root: run the service and its workers as an unprivileged user "
+            "(the Docker images use uid 10001) that owns the data dir"
+        )
     if report["workers_error"]:
         diag.warnings.append(f"workers: {report['workers_error']}")
     elif not any(w["alive"] for w in report["workers"]):
@@ -148,8 +155,6 @@ def render(diag: Diagnosis) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def doctor(data_dir: Path | None, as_json: bool) -> None:
     """Check this machine and the configured service; exit 1 listing each problem."""
-    import os
-
     from persistence.settings import get_settings
 
     if data_dir is not None:  # checked, never created: doctor changes nothing
