@@ -10,6 +10,7 @@ actually run.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -50,7 +51,7 @@ class CheckedJob:
 
 
 def check_job_request(
-    session: Session, user: User, body: JobCreate, live_workers: list[WorkerRecord] = ()
+    session: Session, user: User, body: JobCreate, live_workers: Sequence[WorkerRecord] = ()
 ) -> CheckedJob:
     """Validate params, references and shapes; raise one 422 listing every bad field.
 

@@ -7,6 +7,7 @@ goes stale: ``live_workers`` only returns rows seen within ``stale_after_s``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -76,7 +77,7 @@ def has_capability(worker: WorkerRecord, name: str) -> bool:
     return bool((worker.capabilities or {}).get(name, {}).get("available"))
 
 
-def missing_everywhere(workers: list[WorkerRecord], name: str) -> str | None:
+def missing_everywhere(workers: Sequence[WorkerRecord], name: str) -> str | None:
     """The reason no live worker has capability ``name``; None if one has it or none is live.
 
     With no live worker nothing is known, so nothing is refused (the job waits in the queue).
