@@ -19,6 +19,7 @@ from api.routes import (
     dashboard,
     datasets,
     health,
+    info,
     jobs,
     metrics,
     models,
@@ -63,7 +64,7 @@ def create_app(settings: Settings | None = None, *, sse: SSEConfig | None = None
     app.state.settings = settings
     app.state.sse = sse or SSEConfig()
     problems.install(app)
-    for module in (health, params, datasets, models, jobs, reconstructions, artifacts):
+    for module in (health, params, datasets, models, jobs, reconstructions, artifacts, info):
         app.include_router(module.router)
     app.include_router(dashboard.router)
     app.include_router(metrics.router)

@@ -257,6 +257,9 @@ class JobOut(_Out):
     sr_model: str
     den_model: str | None
     device: str | None
+    notes: list[str] = Field(
+        description="what the run could not do and why, e.g. 'metrics unavailable: ...'"
+    )
     attempts: int
     software_version: str
     created_at: datetime
@@ -285,6 +288,7 @@ def job_out(job: Job, root: str = "") -> JobOut:
         sr_model=job.sr_model,
         den_model=job.den_model,
         device=job.device,
+        notes=list(job.notes or []),
         attempts=job.attempts,
         software_version=job.software_version,
         created_at=job.created_at,
@@ -369,6 +373,7 @@ class ReconstructionOut(_Out):
     video: bool
     cancel_requested: bool
     device: str | None
+    notes: list[str] = Field(description="e.g. 'video unavailable: ...' (the TIFF is still made)")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -390,6 +395,7 @@ def reconstruction_out(rec: Reconstruction, root: str = "") -> ReconstructionOut
         video=rec.video,
         cancel_requested=rec.cancel_requested,
         device=rec.device,
+        notes=list(rec.notes or []),
         created_at=rec.created_at,
         started_at=rec.started_at,
         finished_at=rec.finished_at,

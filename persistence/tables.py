@@ -161,6 +161,8 @@ class Job(Base):
     # When the last broker message was sent: lets the reconciler spot lost messages.
     enqueued_at: Mapped[datetime | None] = mapped_column()
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    # What the run could not do and why (e.g. "metrics unavailable: ..."), set by the worker.
+    notes: Mapped[list[Any] | None] = mapped_column(JSON)
     software_version: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
@@ -206,6 +208,7 @@ class Reconstruction(Base):
     tiff_path: Mapped[str | None] = mapped_column(String(512))
     mp4_path: Mapped[str | None] = mapped_column(String(512))
     video: Mapped[bool] = mapped_column(Boolean, default=True)  # also write the MP4
+    notes: Mapped[list[Any] | None] = mapped_column(JSON)  # e.g. "video unavailable: ..."
     device: Mapped[str | None] = mapped_column(String(255))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -231,3 +234,25 @@ class JobEvent(Base):
     kind: Mapped[str] = mapped_column(String(16))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WorkerRecord(Base):
+    """A worker process as it reported itself at start, kept fresh by its presence thread.
+
+    ``seen_at`` older than ``stale_after_s`` means the worker is gone; the API reads the
+    ``capabilities`` of live workers to refuse jobs that none of them could run.
+    """
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # "host:pid"
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    queue: Mapped[str] = mapped_column(String(255))
+    device: Mapped[str | None] = mapped_column(String(255))  # e.g. "cuda:0 (NVIDIA H200)"
+    # saft_core.capabilities.Capabilities.to_dict(): {name: {available, reason, detail}}
+    capabilities: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # torch/CUDA/cuDNN versions and GPUs (saft_core.capabilities.torch_build()), packages
+    environment: Mapped[dict[str, Any]] = mapped_column(JSON)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -1,4 +1,4 @@
-"""Service commands of ``saft``: serve, worker, users add, db upgrade.
+"""Service commands of ``saft``: serve, worker, users add, db upgrade, doctor.
 
 ``saft serve`` with no configuration is the embedded default: the API (uvicorn), one Celery
 worker subprocess and an embedded Redis (unix socket, AOF) over SQLite in the data dir — the
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,6 +33,9 @@ def register(cli: click.Group) -> None:
     cli.add_command(worker)
     cli.add_command(users)
     cli.add_command(db)
+    from saft_cli.doctor import doctor
+
+    cli.add_command(doctor)
 
 
 def _data_dir_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -75,6 +79,94 @@ def worker_argv(queue: str, name: str, loglevel: str = "INFO") -> list[str]:
     ]
 
 
+# ---- one worker per GPU ------------------------------------------------------------------
+
+_DEVICE = re.compile(r"^(cpu|cuda(?::(\d+))?)$")
+COUNT_GPUS = "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)"
+
+
+def check_device(device: str, visible: int) -> str:
+    """``--device`` normalised ('cuda' -> 'cuda:0'); InvalidParameterError if bad or absent.
+
+    ``visible`` is the number of GPUs this process can see (after CUDA_VISIBLE_DEVICES).
+    """
+    from saft_core.errors import InvalidParameterError
+
+    match = _DEVICE.match(device.strip().lower())
+    if match is None:
+        raise InvalidParameterError(
+            f"--device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}", field="device"
+        )
+    if match.group(1) == "cpu":
+        return "cpu"
+    index = int(match.group(2) or 0)
+    if index >= visible:
+        seen = f"{visible} GPU(s) visible" if visible else "no CUDA GPU is visible"
+        raise InvalidParameterError(f"--device {device}: {seen}", field="device")
+    return f"cuda:{index}"
+
+
+def worker_devices(gpus: str, visible: int) -> list[str]:
+    """``--gpus all|0,1`` -> the device of each worker to start, one per GPU.
+
+    'all' with no GPU visible falls back to one CPU worker (``["cpu"]``); listed indices
+    must exist and be distinct (two workers never share a GPU).
+    """
+    from saft_core.errors import InvalidParameterError
+
+    spec = gpus.strip().lower()
+    if spec == "all":
+        return [f"cuda:{i}" for i in range(visible)] or ["cpu"]
+    parts = [p.strip() for p in spec.split(",")]
+    if not all(p.isdigit() for p in parts):
+        raise InvalidParameterError(
+            f"--gpus must be 'all' or GPU indices such as 0,1; got {gpus!r}", field="gpus"
+        )
+    indices = [int(p) for p in parts]
+    for i in indices:
+        if indices.count(i) > 1:
+            raise InvalidParameterError(
+                f"--gpus lists GPU {i} twice; jobs never share a GPU", field="gpus"
+            )
+        if i >= visible:
+            seen = f"{visible} GPU(s) visible" if visible else "no CUDA GPU is visible"
+            raise InvalidParameterError(f"--gpus {gpus}: no GPU {i} ({seen})", field="gpus")
+    return [f"cuda:{i}" for i in indices]
+
+
+def pin_env(device: str, cuda_visible_devices: str | None) -> dict[str, str]:
+    """Environment that pins a worker to ``device``: it sees only that GPU, as cuda:0.
+
+    Indices count the GPUs this process sees, so under ``CUDA_VISIBLE_DEVICES=2,3``
+    ``cuda:1`` is physical GPU 3. Pinning by visibility (not ``SAFT_DEVICE=cuda:N``) keeps
+    any library that defaults to GPU 0 off the other workers' GPUs.
+    """
+    if device == "cpu":
+        return {"SAFT_DEVICE": "cpu"}
+    index = int(device.split(":")[1])
+    listed = [v.strip() for v in (cuda_visible_devices or "").split(",") if v.strip()]
+    if cuda_visible_devices is not None and index >= len(listed):
+        raise ValueError(f"{device} is not in CUDA_VISIBLE_DEVICES={cuda_visible_devices!r}")
+    return {
+        "CUDA_VISIBLE_DEVICES": listed[index] if listed else str(index),
+        "SAFT_DEVICE": "cuda:0",
+    }
+
+
+def count_gpus() -> int:
+    """GPUs visible to a worker started from here, counted in a child process so that this
+    process (the API of ``saft serve``) never imports torch or initialises CUDA."""
+    from saft_core.errors import SaftError
+
+    done = subprocess.run(
+        [sys.executable, "-c", COUNT_GPUS], capture_output=True, text=True, timeout=300
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        raise SaftError(f"cannot count the GPUs (torch failed: {last})", field="device")
+    return int(done.stdout.strip().splitlines()[-1])
+
+
 # ---- serve ------------------------------------------------------------------------------
 
 
@@ -85,13 +177,34 @@ def worker_argv(queue: str, name: str, loglevel: str = "INFO") -> list[str]:
 @click.option(
     "--workers",
     "n_workers",
-    default=1,
-    show_default=True,
-    type=int,
-    help="Local worker processes (0: API only, workers run elsewhere).",
+    default=None,
+    type=click.IntRange(min=0),
+    help="Local worker processes on the default device (default 1; 0: API only, workers "
+    "run elsewhere).",
 )
-def serve(data_dir: Path | None, host: str, port: int, n_workers: int) -> None:
+@click.option(
+    "--gpus",
+    default=None,
+    help="One worker per GPU: 'all' or indices such as 0,1 (with no GPU, 'all' starts one "
+    "CPU worker). Each worker runs one job at a time on its own GPU.",
+)
+def serve(
+    data_dir: Path | None, host: str, port: int, n_workers: int | None, gpus: str | None
+) -> None:
     """Run the API, local worker(s) and (unless SAFT_BROKER_URL is set) an embedded Redis."""
+    from saft_core.errors import InvalidParameterError
+
+    if gpus is not None and n_workers is not None:
+        raise InvalidParameterError("give --gpus or --workers, not both", field="gpus")
+    envs: list[dict[str, str]] = [{}] * (1 if n_workers is None else n_workers)
+    if gpus is not None:
+        devices = worker_devices(gpus, count_gpus())
+        if devices == ["cpu"]:
+            click.echo("saft: --gpus all: no GPU found; starting one CPU worker", err=True)
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        envs = [pin_env(d, visible) for d in devices]
+        for d, env in zip(devices, envs, strict=True):
+            click.echo(f"saft: worker on {d} ({_describe_pin(env)})", err=True)
     settings = _settings(data_dir)
     _upgrade_and_admin(settings, create_admin=True)
     broker = None
@@ -101,8 +214,8 @@ def serve(data_dir: Path | None, host: str, port: int, n_workers: int) -> None:
         broker = EmbeddedRedis(settings.redis_socket, settings.data_dir / "redis").start()
         click.echo(f"saft: embedded Redis on {settings.redis_socket}", err=True)
     supervisors = [
-        _WorkerSupervisor(settings.queue, f"saft{i}-{os.getpid()}@%h").start()
-        for i in range(n_workers)
+        _WorkerSupervisor(settings.queue, f"saft{i}-{os.getpid()}@%h", env).start()
+        for i, env in enumerate(envs)
     ]
     try:
         import uvicorn
@@ -119,7 +232,8 @@ def serve(data_dir: Path | None, host: str, port: int, n_workers: int) -> None:
 class _WorkerSupervisor:
     """Keeps one Celery worker subprocess alive while serve runs (restarts it if it dies)."""
 
-    def __init__(self, queue: str, name: str) -> None:
+    def __init__(self, queue: str, name: str, env: dict[str, str] | None = None) -> None:
+        self.env = {**os.environ, **(env or {})}  # e.g. the GPU this worker is pinned to
         self.argv = [
             sys.executable,
             "-m",
@@ -142,7 +256,7 @@ class _WorkerSupervisor:
         # and the kernel SIGTERMs the worker if serve itself is killed (no orphan workers).
         from worker.embedded import die_with_parent
 
-        self.proc = subprocess.Popen(self.argv, preexec_fn=die_with_parent)
+        self.proc = subprocess.Popen(self.argv, env=self.env, preexec_fn=die_with_parent)
 
     def _watch(self) -> None:
         while not self._stopping.wait(1.0):
@@ -186,17 +300,45 @@ class _WorkerSupervisor:
 
 @click.command()
 @_data_dir_option
-@click.option("--gpu", default=None, help="Sets CUDA_VISIBLE_DEVICES: run one worker per GPU.")
+@click.option(
+    "--device",
+    default=None,
+    help="Pin this worker to one device: cpu or cuda:N (N counts the visible GPUs). "
+    "Run one worker per GPU.",
+)
+@click.option(
+    "--gpu",
+    default=None,
+    help="Sets CUDA_VISIBLE_DEVICES as given (a physical GPU id); prefer --device.",
+)
 @click.option("--queue", default=None, help="Queue to consume (default: $SAFT_QUEUE or gpu).")
 @click.option("--name", default=None, help="Celery node name (default: saft-<pid>@<host>).")
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker(
-    data_dir: Path | None, gpu: str | None, queue: str | None, name: str | None, loglevel: str
+    data_dir: Path | None,
+    device: str | None,
+    gpu: str | None,
+    queue: str | None,
+    name: str | None,
+    loglevel: str,
 ) -> None:
     """Run one Celery worker (one task at a time) against the configured broker and database."""
+    from saft_core.errors import InvalidParameterError
+
+    if gpu is not None and device is not None:
+        raise InvalidParameterError("give --device or --gpu, not both", field="device")
+    if device is not None:
+        device = check_device(device, visible=sys.maxsize)  # the spelling, before counting
+        if device != "cpu":  # counted in a child: this process must not touch CUDA before the pin
+            device = check_device(device, count_gpus())
+        os.environ.update(pin_env(device, os.environ.get("CUDA_VISIBLE_DEVICES")))
+        click.echo(f"saft: worker on {device} ({_describe_pin(os.environ)})", err=True)
     if gpu is not None:
         # Before anything imports torch: each worker sees exactly one GPU as cuda:0.
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    from persistence.settings import get_settings
+
+    get_settings.cache_clear()  # SAFT_DEVICE may have been set just now
     settings = _settings(data_dir)
     _upgrade_and_admin(settings, create_admin=False)
     from worker.celery_app import app
@@ -204,6 +346,12 @@ def worker(
     app.worker_main(
         worker_argv(queue or settings.queue, name or f"saft-{os.getpid()}@%h", loglevel)
     )
+
+
+def _describe_pin(env: Any) -> str:
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    pinned = f", CUDA_VISIBLE_DEVICES={visible}" if visible is not None else ""
+    return f"SAFT_DEVICE={env.get('SAFT_DEVICE')}{pinned}"
 
 
 # ---- users ------------------------------------------------------------------------------

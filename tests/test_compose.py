@@ -395,6 +395,35 @@ def test_dockerfiles_entrypoint_cmd_healthcheck_user() -> None:
     assert len(uids) == 1, f"api and worker must write the data volume as one uid: {uids}"
 
 
+def test_images_run_as_a_fixed_uid_that_owns_the_data_dir() -> None:
+    """The non-root user has the fixed APP_UID and owns SAFT_DATA_DIR, so uploads and
+    checkpoints can be written to the volume (a root-owned /data would fail every job)."""
+    for path in DOCKERFILES.values():
+        instrs = dockerfile_instructions(path)
+        user = [a for i, a in instrs if i == "USER"][-1]
+        env = " ".join(a for i, a in instrs if i == "ENV")
+        data_dir = re.search(r"SAFT_DATA_DIR=(\S+)", env)
+        assert data_dir, f"{path.name}: ENV SAFT_DATA_DIR"
+        runs = " ".join(a for i, a in instrs if i == "RUN")
+        assert re.search(rf'useradd --uid "\$\{{APP_UID\}}" .*\b{user}\b', runs), path.name
+        assert f"chown {user}:{user} {data_dir.group(1)}" in runs, f"{path.name}: data dir owner"
+        volumes = [json.loads(a) for i, a in instrs if i == "VOLUME"]
+        assert [data_dir.group(1)] in volumes, f"{path.name}: VOLUME {data_dir.group(1)}"
+
+
+def test_worker_command_runs_one_job_at_a_time() -> None:
+    """Jobs never share a GPU: every worker container runs `saft worker`, which starts Celery
+    with the solo pool and concurrency 1 (and compose gives each container one GPU)."""
+    from saft_cli.service_commands import worker_argv
+
+    text = ENTRYPOINT.read_text()
+    assert re.search(r"exec saft worker\b", text)
+    assert "--concurrency" not in text and "--pool" not in text  # not overridden here
+    argv = worker_argv("gpu", "saft@%h")
+    assert argv[argv.index("--concurrency") + 1] == "1"
+    assert argv[argv.index("--pool") + 1] == "solo"
+
+
 def test_dockerfile_bases_and_torch() -> None:
     api = DOCKERFILES["api"].read_text()
     worker = DOCKERFILES["worker"].read_text()

@@ -18,7 +18,8 @@ Run a worker with ``saft worker`` (or ``celery -A worker.celery_app worker --poo
 - JSON only (no pickle): messages come from the API process and must not execute code.
 - One queue (``SAFT_QUEUE``, default ``gpu``): every task needs the worker's compute device.
   Each worker runs one task at a time (``--concurrency 1``) on one device; a machine with N
-  GPUs runs N workers with ``saft worker --gpu i`` (which sets ``CUDA_VISIBLE_DEVICES``).
+  GPUs runs N workers with ``saft worker --device cuda:i`` or ``saft serve --gpus all``
+  (each worker then sees only its GPU, through ``CUDA_VISIBLE_DEVICES``).
 - ``--pool solo``: the task runs in the worker's main process, so CUDA is initialised in the
   process that uses it and never in a parent that forks children (CUDA does not survive
   fork). The solo pool does not enforce Celery time limits, so the runner enforces

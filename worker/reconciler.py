@@ -24,6 +24,7 @@ from persistence.db import session_scope
 from persistence.jobs import Task, recover_stale, stale_cutoff
 from persistence.settings import Settings, get_settings
 from persistence.tables import Job, Reconstruction, utcnow
+from persistence.workers import remove_worker
 from worker import queue
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,8 @@ def release_dead_worker(
     of one dead process are found without waiting for their heartbeats to go stale.
     """
     settings = settings or get_settings()
+    with session_scope() as s:
+        remove_worker(s, f"{host}:{pid}")  # its registry row, so it no longer counts as live
     report = ReconcileReport()
     future = utcnow() + timedelta(days=1)  # the heartbeat guard must not hold us back
     for cls in (Job, Reconstruction):

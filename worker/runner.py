@@ -36,6 +36,7 @@ from persistence.jobs import (
 from persistence.settings import Settings, get_settings
 from persistence.storage import Storage
 from persistence.tables import Dataset, Iteration, Job, ModelFile, Reconstruction
+from saft_core.capabilities import cached
 from saft_core.errors import Cancelled, SaftError
 from saft_core.params import SaftParams
 from worker.heartbeat import Heartbeat
@@ -145,6 +146,7 @@ def _finetune(job_id: str, worker: str, settings: Settings, control: Control) ->
         attempts = job.attempts
 
     device = select_device(settings.device)
+    compute_metrics = _check_nanopyx(job_id, worker, settings, edge_path is None, params)
     with session_scope() as s:
         set_device(s, Job, job_id, worker, describe_device(device))
         if resume is not None:
@@ -207,11 +209,52 @@ def _finetune(job_id: str, worker: str, settings: Settings, control: Control) ->
         on_iteration=on_iteration,
         on_progress=on_progress,
         should_cancel=control,
+        compute_metrics=compute_metrics,
     )
     run_dir.write_run_json(
         _clean(summary_json(summary, job_id=job_id, attempts=attempts + 1, worker=worker))
     )
     return summary.recommended_iteration
+
+
+def _check_nanopyx(
+    job_id: str, worker: str, settings: Settings, needs_edges: bool, params: SaftParams
+) -> bool:
+    """Fail now if the job needs nanopyx and it is missing; else whether metrics can run.
+
+    Missing metrics do not fail a job: they are recorded once as a note on the job (shown
+    with it) and logged once, instead of a traceback per iteration.
+    """
+    caps = cached(settings.device)
+    if needs_edges and not caps.edges.available:
+        raise SaftError(
+            f"this job has no edge map and this worker cannot compute one: {caps.edges.reason}; "
+            "upload an edge map, or install nanopyx on the workers",
+            field="edge_dataset",
+        )
+    if params.sigma == "auto" and not caps.metrics.available:
+        raise SaftError(
+            f"sigma 'auto' is estimated with nanopyx, missing here: {caps.metrics.reason}; "
+            "give sigma in LR pixels, or install nanopyx on the workers",
+            field="sigma",
+        )
+    if not caps.metrics.available:
+        _add_note(Job, job_id, worker, f"metrics unavailable: {caps.metrics.reason}")
+    return caps.metrics.available
+
+
+def _add_note(cls: type[Task], task_id: str, worker: str, note: str) -> None:
+    """Record what a run could not do on its row (once) and in its log (one line)."""
+    log.warning("%s %s: %s", cls.__name__.lower(), task_id, note)
+    with session_scope() as s:
+        row = s.get_one(cls, task_id)
+        if row.worker != worker:
+            raise ClaimLost(task_id)
+        if note in (row.notes or []):  # a resumed run
+            return
+        row.notes = [*(row.notes or []), note]
+        if cls is Job:
+            add_event(s, task_id, "log", {"message": note})
 
 
 def _record(it: Iteration) -> dict[str, Any]:
@@ -287,6 +330,15 @@ def _reconstruct(
     model = load_model(checkpoint, "sr")
     tiff = storage.reconstruction_tiff(recon_id)
     mp4 = storage.reconstruction_mp4(recon_id) if video else None
+    caps = cached(settings.device)
+    if edges is None and not caps.edges.available:
+        raise SaftError(
+            f"the job has no edge map and this worker cannot compute one: {caps.edges.reason}",
+            field="edge_dataset",
+        )
+    if mp4 is not None and not caps.video.available:  # the TIFF is the result, the MP4 a view
+        _add_note(Reconstruction, recon_id, worker, f"video unavailable: {caps.video.reason}")
+        mp4 = None
     progress_due = Throttle(PROGRESS_EVERY_S)
 
     def on_progress(done: int, total: int) -> None:

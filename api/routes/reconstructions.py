@@ -9,10 +9,11 @@ from sqlalchemy import select
 
 from api.deps import SessionDep, SettingsDep, UserDep, owned, root_path
 from api.pagination import PageDep, fetch_page, make_page
-from api.problems import Problem, problem_responses
+from api.problems import Problem, invalid, problem_responses
 from api.schemas import JobState, Page, ReconstructionCreate, ReconstructionOut, reconstruction_out
 from persistence.jobs import create_reconstruction, request_cancel_reconstruction
 from persistence.tables import Job, Reconstruction
+from persistence.workers import live_workers, missing_everywhere
 from saft_core.states import DONE_STATES
 from worker import queue as job_queue
 
@@ -38,8 +39,16 @@ def submit_reconstruction(
     session: SessionDep,
     settings: SettingsDep,
 ) -> ReconstructionOut:
-    """The iteration must be finished (listed by /iterations); 422 naming ``iteration``."""
+    """The iteration must be finished (listed by /iterations); 422 naming ``iteration``.
+
+    ``video: true`` is refused (422 naming ``video``) when workers are running and none of
+    them can write MP4 (no ffmpeg); with no live worker the request is queued as usual.
+    """
     job = owned(session, Job, job_id, user, "job")
+    if body.video and (
+        why := missing_everywhere(live_workers(session, settings.stale_after_s), "video")
+    ):
+        raise invalid("video", f"no running worker can write MP4 video ({why}): send video: false")
     rec = create_reconstruction(session, user, job, body.iteration, video=body.video)
     session.commit()
     job_queue.enqueue_reconstruction(rec.id, settings)
