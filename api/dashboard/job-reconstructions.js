@@ -136,6 +136,7 @@ export const reconstructionMethods = {
       );
     }
     body.append(links);
+    for (const note of rec.notes || []) body.append(h("p", { class: "banner warning" }, note));
     if (!rec.mp4_url) return;
     const video = h("video", {
       controls: true,

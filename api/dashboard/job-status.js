@@ -45,6 +45,10 @@ export const statusMethods = {
       h("p", { class: "status-text" }, text),
     );
     if (job.error) this.statusNode.append(h("p", { class: "banner error", role: "alert" }, job.error));
+    // What the worker could not do (e.g. "metrics unavailable: nanopyx is not installed").
+    for (const note of job.notes || []) {
+      this.statusNode.append(h("p", { class: "banner warning job-note" }, note));
+    }
     this.subtitle.textContent = "";
     datasetInfo(job.lr_dataset).then((ds) => {
       const what = ds ? `${ds.filename} (${ds.shape.join(" × ")})` : shortId(job.lr_dataset);
