@@ -214,7 +214,7 @@ def finetune(
     from saft_core.io import read_stack
     from saft_core.rundir import resume_after, run_into
 
-    lr = read_stack(lr_tif, field="lr")
+    stack = read_stack(lr_tif, field="lr")
     edge = read_stack(edge_tif, field="edge").data if edge_tif else None
     smlm = read_stack(smlm_tif, field="smlm").data if smlm_tif else None
     if resume:
@@ -225,7 +225,7 @@ def finetune(
         )
     if edge is None:
         click.echo("computing SRRF edge map ...", err=True)
-        edge = _edges_with_bar(lr.data)
+        edge = _edges_with_bar(stack.data)
 
     bar = _bar(None, "fine-tuning", "step")
     with bar:
@@ -238,7 +238,7 @@ def finetune(
 
         summary = run_into(
             run_dir,
-            lr.data,
+            stack.data,
             edge,
             params,
             sr_model=model_spec,
@@ -247,7 +247,7 @@ def finetune(
             device=device,
             resume=resume,
             on_progress=progress,
-            pixel_size=lr.pixel_size,
+            pixel_size=stack.pixel_size,
             run_info={
                 "inputs": {
                     "lr": str(lr_tif),
@@ -255,7 +255,7 @@ def finetune(
                     "smlm": str(smlm_tif) if smlm_tif else None,
                     "model": model_spec,
                     "den": den_spec,
-                    "pixel_size": lr.pixel_size,
+                    "pixel_size": stack.pixel_size,
                 }
             },
         )

@@ -147,7 +147,7 @@ def _finetune(job_id: str, worker: str, settings: Settings, control: Control) ->
         set_device(s, Job, job_id, worker, describe_device(device))
         if last is not None:
             add_event(s, job_id, "log", {"message": f"resuming after iteration {resume}"})
-    lr = read_stack(lr_path)
+    stack = read_stack(lr_path)
     edges = read_stack(edge_path).data if edge_path else None
     smlm = read_stack(smlm_path).data if smlm_path else None
     sr_model = load_model(sr_spec, "sr")
@@ -194,7 +194,7 @@ def _finetune(job_id: str, worker: str, settings: Settings, control: Control) ->
 
     summary = run_into(
         job_dir,
-        lr.data,
+        stack.data,
         edges,
         params,
         sr_model=sr_model,
@@ -205,7 +205,7 @@ def _finetune(job_id: str, worker: str, settings: Settings, control: Control) ->
         on_iteration=on_iteration,
         on_progress=on_progress,
         should_cancel=control,
-        pixel_size=lr.pixel_size,
+        pixel_size=stack.pixel_size,
         run_info={"job_id": job_id, "attempts": attempts + 1, "worker": worker},
     )
     return summary.recommended_iteration
