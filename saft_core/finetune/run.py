@@ -21,6 +21,7 @@ from torch import nn
 
 from saft_core.errors import Cancelled
 from saft_core.finetune.results import IterationResult
+from saft_core.finetune.run_state import checkpoint
 from saft_core.params import SaftParams
 from saft_core.tiling import tiled_apply
 
@@ -49,7 +50,11 @@ class TrainingStep:
     def __call__(
         self, origin: tuple[int, int], t0: int, rng: np.random.Generator
     ) -> dict[str, float]:
-        """One optimiser step on the tile at ``origin`` (LR pixels); returns its losses."""
+        """One optimiser step on the tile at ``origin`` (LR pixels); returns its losses.
+
+        ``t0`` is the first frame of this step's window (drawn by the loop); ``rng`` is the
+        iteration's generator, for any further draws (in the same order on resume).
+        """
         raise NotImplementedError
 
     def fixed_window_objective(self) -> dict[str, float]:
@@ -173,8 +178,6 @@ class TrainingRun:
 
     def report(self, k: int, step_losses: dict[str, float], seconds: float) -> IterationResult:
         """Preview, metrics and checkpoint of iteration k; its record joins ``records``."""
-        from saft_core.finetune.run_state import checkpoint
-
         preview = self.infer(self.shown, slice(0, 1))[0, 0]
         step_losses = {**step_losses, **self.step.fixed_window_objective()}
         if self.compute_metrics:

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from saft_core.errors import InvalidParameterError
-from saft_core.finetune.run import TrainingRun
 from saft_core.params import SaftParams
+
+if TYPE_CHECKING:
+    from saft_core.finetune.run import TrainingRun
 
 CHECKPOINT_FORMAT = "saft-checkpoint/1"
 
