@@ -109,28 +109,21 @@ def finetune(
     if mode == "wsf" and smlm_tif is None:
         raise InvalidParameterError("--mode wsf needs --smlm SMLM.tif", field="smlm")
 
-    from saft_core.finetune import finetune as run_finetune
     from saft_core.io import read_stack
-    from saft_core.rundir import RunDir, summary_json
+    from saft_core.rundir import resume_after, run_into
 
-    lr = read_stack(lr_tif, field="lr")
+    stack = read_stack(lr_tif, field="lr")
     edge = read_stack(edge_tif, field="edge").data if edge_tif else None
     smlm = read_stack(smlm_tif, field="smlm").data if smlm_tif else None
-    run = RunDir(run_dir, mode)
-    resume_from = None
     if resume:
-        last = run.last_iteration()
-        if last is None:
-            raise InvalidParameterError(f"nothing to resume in {run_dir}", field="resume")
-        resume_from = run.checkpoint(last)
-        run.load_records()
+        resume_after(run_dir, True)  # fail before the slow edge map when there is nothing
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise InvalidParameterError(
             f"run directory {run_dir} is not empty (use --resume or another -o)", field="output"
         )
     if edge is None:
         click.echo("computing SRRF edge map ...", err=True)
-        edge = _edges_with_bar(lr.data)
+        edge = _edges_with_bar(stack.data)
 
     bar = _bar(None, "fine-tuning", "step")
     with bar:
@@ -141,34 +134,29 @@ def finetune(
             bar.set_postfix(iteration=info.get("iteration"), loss=f"{info.get('loss', 0):.4g}")
             bar.refresh()
 
-        def on_iteration(result: Any) -> None:
-            run.write_iteration(result, lr.pixel_size)
-
-        summary = run_finetune(
-            lr.data,
+        summary = run_into(
+            run_dir,
+            stack.data,
             edge,
             params,
             sr_model=model_spec,
             den_model=den_spec,
             smlm=smlm,
             device=device,
-            resume=resume_from,
-            on_iteration=on_iteration,
+            resume=resume,
             on_progress=progress,
-        )
-    run.write_run_json(
-        summary_json(
-            summary,
-            inputs={
-                "lr": str(lr_tif),
-                "edge": str(edge_tif) if edge_tif else None,
-                "smlm": str(smlm_tif) if smlm_tif else None,
-                "model": model_spec,
-                "den": den_spec,
-                "pixel_size": lr.pixel_size,
+            pixel_size=stack.pixel_size,
+            run_info={
+                "inputs": {
+                    "lr": str(lr_tif),
+                    "edge": str(edge_tif) if edge_tif else None,
+                    "smlm": str(smlm_tif) if smlm_tif else None,
+                    "model": model_spec,
+                    "den": den_spec,
+                    "pixel_size": stack.pixel_size,
+                }
             },
         )
-    )
     for rec in summary.records:
         click.echo(json.dumps(rec))
     click.echo(

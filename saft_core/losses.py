@@ -7,12 +7,16 @@ in those intensity units (per pixel, or per pixel per squared pixel for the Hess
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from saft_core.errors import ShapeMismatchError
 
 EPS = 1e-12  # guards a maximum of ~0 in the SAFT-WSF normalisation
+HESSIAN_WEIGHT = 0.025  # reference weight of the continuity term, times continuity_level
+HESSIAN_LT = 0.5  # temporal weight inside the Hessian
 
 
 def rot180(x: torch.Tensor) -> torch.Tensor:
@@ -106,12 +110,74 @@ def den_loss(
     return (degraded_detached.detach() - den_out).abs().mean() + (den_out - x).abs().mean()
 
 
-def wsf_loss(pred_sum: torch.Tensor, smlm: torch.Tensor) -> torch.Tensor:
-    """SAFT-WSF: mean |pred/max(pred) - smlm/max(smlm)| on the SR grid (both peak-normalised)."""
-    _same(pred_sum, smlm, "pred_sum", "smlm")
-    pred = pred_sum / pred_sum.max().clamp_min(EPS)
-    ref = smlm / smlm.max().clamp_min(EPS)
-    return (pred - ref).abs().mean()
+def wsf_loss(frame_sum: torch.Tensor, smlm: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
+    """SAFT-WSF: mean |frame_sum / peak - smlm| on (a tile of) the SR grid.
+
+    ``smlm`` is already peak-normalised; ``peak`` is the maximum of the whole frame sum, not
+    of this tile, so every tile of the image is judged on one intensity scale.
+    """
+    _same(frame_sum, smlm, "frame_sum", "smlm")
+    return (frame_sum / peak.clamp_min(EPS) - smlm).abs().mean()
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The weighted fine-tuning objective: which terms enter and with what weight, declared
+    once for the training steps and the fixed-window objective alike (levels from SaftParams).
+    """
+
+    continuity_level: float = 0.0
+    sparse_level: float = 0.0
+    consistency_level: float = 0.0
+    haze_level: float = 0.0
+
+    @classmethod
+    def from_params(cls, params: Any) -> Objective:
+        """The objective a ``SaftParams`` asks for."""
+        return cls(
+            continuity_level=params.continuity_level,
+            sparse_level=params.sparse_level,
+            consistency_level=params.consistency_level,
+            haze_level=params.haze_level,
+        )
+
+    def saft_terms(
+        self,
+        y: torch.Tensor,
+        degraded: torch.Tensor,
+        target: torch.Tensor,
+        *,
+        y0: torch.Tensor,
+        y_rot: torch.Tensor,
+        empty: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        """Weighted SAFT terms of an SR window y (N, 1, sH, sW): ``degraded`` is RSF(y) matched
+        to the DEN ``target``; ``y0``/``y_rot`` the frozen network's plain/rotated outputs;
+        ``empty`` the 0/1 empty mask on the SR grid (None: no haze term)."""
+        terms = {"degradation": degradation_loss(degraded, target)}
+        if y.shape[0] >= 3 and self.continuity_level > 0:
+            terms["hessian"] = (
+                HESSIAN_WEIGHT * self.continuity_level * hessian_loss(y[:, 0][None], lt=HESSIAN_LT)
+            )
+        if self.sparse_level > 0:
+            terms["sparse"] = self.sparse_level * intensity_loss(y, y0)
+        if self.consistency_level > 0:
+            terms["rotation"] = self.consistency_level * rotation_loss(y, y_rot)
+        if empty is not None:
+            terms["haze"] = self.haze_level * haze_loss(y, empty.to(y.dtype), y0)
+        return terms
+
+    @staticmethod
+    def wsf_terms(
+        frame_sum: torch.Tensor, smlm: torch.Tensor, peak: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The SAFT-WSF objective's one term (unweighted): see ``wsf_loss``."""
+        return {"wsf": wsf_loss(frame_sum, smlm, peak)}
+
+    @staticmethod
+    def total(terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The objective: the sum of the (already weighted) terms."""
+        return sum(terms.values())
 
 
 def _same(a: torch.Tensor, b: torch.Tensor, na: str, nb: str) -> None:

@@ -45,7 +45,7 @@ class ReconstructionSummary:
 
 
 def reconstruct(
-    lr: np.ndarray,
+    stack: np.ndarray,
     edges: np.ndarray | None,
     model: nn.Module | str | Path | dict[str, Any],
     out_tiff: str | Path,
@@ -59,7 +59,7 @@ def reconstruct(
     on_progress: Callable[[int, int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> ReconstructionSummary:
-    """Super-resolve every frame of ``lr`` (T, H, W) into ``out_tiff`` (and ``video``).
+    """Super-resolve every frame of the LR ``stack`` (T, H, W) into ``out_tiff`` (and ``video``).
 
     Intensities are written in the input's units: the network output times the LR stack's max.
     ``pixel_size`` is the LR pixel size in um; the TIFF records it divided by the scale.
@@ -71,20 +71,20 @@ def reconstruct(
     net = model if isinstance(model, nn.Module) else load_model(model, "sr")
     net = net.to(dev).eval()
     scale = int(net.config.scale)
-    lr = np.asarray(lr, dtype=np.float32)
-    if lr.ndim == 2:
-        lr = lr[None]
+    stack = np.asarray(stack, dtype=np.float32)
+    if stack.ndim == 2:
+        stack = stack[None]
     if edges is not None:
         edges = np.asarray(edges, dtype=np.float32)
         if edges.ndim == 2:
             edges = edges[None]
-        if edges.shape != lr.shape:
+        if edges.shape != stack.shape:
             raise ShapeMismatchError(
-                f"edge map shape {edges.shape} does not match LR stack shape {lr.shape}",
+                f"edge map shape {edges.shape} does not match LR stack shape {stack.shape}",
                 field="edge",
             )
-    n_frames, height, width = lr.shape
-    peak = lr_scale(lr)
+    n_frames, height, width = stack.shape
+    peak = lr_scale(stack)
     e_peak = edge_scale(edges) if edges is not None else None
     out_tiff = Path(out_tiff)
     sr_pixel = pixel_size / scale if pixel_size else None
@@ -95,11 +95,11 @@ def reconstruct(
             if should_cancel is not None and should_cancel():
                 raise Cancelled("cancelled by request")
             stop = min(start + batch_size, n_frames)
-            x = lr[start:stop] / peak
+            x = stack[start:stop] / peak
             if edges is None:
                 from saft_core.edges import compute_edges
 
-                e = compute_edges(lr[start:stop]) / EDGE_8BIT_MAX
+                e = compute_edges(stack[start:stop]) / EDGE_8BIT_MAX
             else:
                 e = edges[start:stop] / e_peak
             inp = torch.from_numpy(np.stack([e, x], axis=1).astype(np.float32)).to(dev)

@@ -1,8 +1,9 @@
-"""The run directory: the on-disk record of one fine-tuning run.
+"""The run directory: the on-disk record of one fine-tuning run, and ``run_into``, the one
+path that runs a fine-tune into it (used by the CLI and the worker alike).
 
-The CLI writes it directly; the service keeps one per job under ``<data dir>/jobs/<id>/``,
-so a job directory is also a valid CLI run directory. Every file is replaced atomically, so
-a crash leaves the previous complete state, never a half-written one.
+The service keeps one per job under ``<data dir>/jobs/<id>/``, so a job directory is also a
+valid CLI run directory. Every file is replaced atomically, so a crash leaves the previous
+complete state, never a half-written one.
 """
 
 from __future__ import annotations
@@ -10,12 +11,22 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+from torch import nn
+
+import saft_core.finetune as engine
 from saft_core.atomic import write_text
+from saft_core.errors import InvalidParameterError
 from saft_core.finetune import FinetuneSummary, IterationResult
+from saft_core.finetune.run_state import load_checkpoint
 from saft_core.networks import save_checkpoint_dict
+from saft_core.params import SaftParams
 from saft_core.video import write_preview
 
 RECORD_CSV = "SFSRM-SAFT_Finetuning_Record.csv"
@@ -91,7 +102,9 @@ class RunDir:
         write_text(self.record_csv, buf.getvalue())
 
     def write_run_json(self, info: dict[str, Any]) -> None:
-        write_text(self.run_json, json.dumps(info, indent=2, sort_keys=True) + "\n")
+        """run.json; NaN and infinities become null (they are not JSON)."""
+        text = json.dumps(_json_safe(info), indent=2, sort_keys=True, default=str)
+        write_text(self.run_json, text + "\n")
 
     def load_records(self) -> None:
         """Re-read the CSV (used when a run resumes in an existing directory)."""
@@ -109,6 +122,79 @@ class RunDir:
         return int(found[-1].stem.split("_")[1]) if found else None
 
 
+def resume_after(run_dir: str | Path, resume: bool | int) -> int | None:
+    """The iteration a run into ``run_dir`` continues after: None for a fresh run (False),
+    the last checkpoint in the directory (True) or the given iteration (an int)."""
+    if resume is False:
+        return None
+    if resume is True:
+        last = RunDir(run_dir).last_iteration()
+        if last is None:
+            raise InvalidParameterError(f"nothing to resume in {run_dir}", field="resume")
+        return last
+    return int(resume)
+
+
+def run_into(
+    run_dir: str | Path,
+    stack: np.ndarray,
+    edges: np.ndarray | None,
+    params: SaftParams,
+    *,
+    sr_model: nn.Module | str | Path = "default",
+    den_model: nn.Module | str | Path | None = "default",
+    smlm: np.ndarray | None = None,
+    device: str | torch.device | None = None,
+    resume: bool | int = False,
+    on_iteration: Callable[[IterationResult], None] | None = None,
+    on_progress: engine.ProgressFn | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    pixel_size: float | None = None,
+    compute_metrics: bool = True,
+    run_info: dict[str, Any] | None = None,
+) -> FinetuneSummary:
+    """Fine-tune into ``run_dir``: each iteration's checkpoint, previews and CSV row are
+    written before ``on_iteration`` sees it; run.json (``run_info`` added) at the end.
+
+    ``resume`` as in ``resume_after``; rows after the resumed iteration are dropped from the
+    CSV, so the directory ends as after an uninterrupted run. ``pixel_size``: LR pixel size
+    (for the previews).
+    """
+    run = RunDir(run_dir, params.mode)
+    start = resume_after(run_dir, resume)
+    checkpoint = None
+    if start is not None:
+        checkpoint = load_checkpoint(run.checkpoint(start))
+        # The checkpoint carries the records up to its iteration; later CSV rows are stale.
+        saved = checkpoint.get("saft", {}).get("records")
+        if saved is None:  # a checkpoint from before records travelled with it
+            run.load_records()
+            saved = [r for r in run.records if r["iteration"] <= start]
+        run.records = [dict(r) for r in saved]
+
+    def write_iteration(result: IterationResult) -> None:
+        run.write_iteration(result, pixel_size)
+        if on_iteration is not None:
+            on_iteration(result)
+
+    summary = engine.finetune(  # looked up at call time, so tests can stand in for the engine
+        stack,
+        edges,
+        params,
+        sr_model=sr_model,
+        den_model=den_model,
+        smlm=smlm,
+        device=device,
+        resume=checkpoint,
+        on_iteration=write_iteration,
+        on_progress=on_progress,
+        should_cancel=should_cancel,
+        compute_metrics=compute_metrics,
+    )
+    run.write_run_json(summary_json(summary, **(run_info or {})))
+    return summary
+
+
 def summary_json(summary: FinetuneSummary, **extra: Any) -> dict[str, Any]:
     """run.json content: parameters, sigma used, device, recommendation and its rule."""
     from saft_core import recommend
@@ -123,6 +209,16 @@ def summary_json(summary: FinetuneSummary, **extra: Any) -> dict[str, Any]:
         "stopped_early": summary.stopped_early,
         **extra,
     }
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def _fmt(v: Any) -> Any:

@@ -124,10 +124,10 @@ def run_job(job_id: str, settings: Settings | None = None) -> str:
 
 def _finetune(job_id: str, worker: str, settings: Settings, control: Control) -> int | None:
     from saft_core.device import describe_device, select_device
-    from saft_core.finetune import IterationResult, finetune
+    from saft_core.finetune import IterationResult
     from saft_core.io import read_stack
     from saft_core.networks import load_model
-    from saft_core.rundir import RunDir, summary_json
+    from saft_core.rundir import RunDir, run_into
 
     storage = Storage(settings.data_dir)
     with session_scope() as s:
@@ -137,11 +137,9 @@ def _finetune(job_id: str, worker: str, settings: Settings, control: Control) ->
         smlm_path = _dataset_path(s, storage, job.smlm_dataset_id)
         sr_spec = _model_spec(s, storage, job.sr_model, "sr")
         den_spec = _model_spec(s, storage, job.den_model, "den")
+        # The database, not the directory, says which iterations exist (files may be newer).
         last = last_iteration(s, job_id)
-        resume = storage.resolve(last.checkpoint_path) if last is not None else None
-        done = s.scalars(
-            select(Iteration).where(Iteration.job_id == job_id).order_by(Iteration.iteration)
-        ).all()
+        resume = last.iteration if last is not None else False
         params = SaftParams.from_dict(dict(job.params))
         attempts = job.attempts
 
@@ -149,21 +147,20 @@ def _finetune(job_id: str, worker: str, settings: Settings, control: Control) ->
     compute_metrics = _check_nanopyx(job_id, worker, settings, edge_path is None, params)
     with session_scope() as s:
         set_device(s, Job, job_id, worker, describe_device(device))
-        if resume is not None:
-            add_event(s, job_id, "log", {"message": f"resuming after iteration {last.iteration}"})
-    lr = read_stack(lr_path)
+        if last is not None:
+            add_event(s, job_id, "log", {"message": f"resuming after iteration {resume}"})
+    stack = read_stack(lr_path)
     edges = read_stack(edge_path).data if edge_path else None
     smlm = read_stack(smlm_path).data if smlm_path else None
     sr_model = load_model(sr_spec, "sr")
     den_model = load_model(den_spec, "den") if den_spec and params.mode == "saft" else None
 
-    run_dir = RunDir(storage.job_dir(job_id), params.mode)
-    # The database, not the directory, says which iterations exist (files may be newer).
-    run_dir.records = [_record(it) for it in done]
+    job_dir = storage.job_dir(job_id)
+    files = RunDir(job_dir)  # paths only: run_into writes the files
     n = params.n_iterations
 
     def on_iteration(result: IterationResult) -> None:
-        run_dir.write_iteration(result, lr.pixel_size)
+        """After the iteration's files are written: one transaction, or stop when not ours."""
         k = result.iteration
         with session_scope() as s:
             ok = record_iteration(
@@ -176,9 +173,9 @@ def _finetune(job_id: str, worker: str, settings: Settings, control: Control) ->
                 rsp=_num(result.rsp),
                 resolution=_num(result.resolution),
                 seconds=float(result.seconds),
-                checkpoint_path=storage.relative(run_dir.checkpoint(k)),
-                preview_png_path=storage.relative(run_dir.preview_png(k)),
-                preview_tif_path=storage.relative(run_dir.preview_tif(k)),
+                checkpoint_path=storage.relative(files.checkpoint(k)),
+                preview_png_path=storage.relative(files.preview_png(k)),
+                preview_tif_path=storage.relative(files.preview_tif(k)),
                 progress=k / n,
                 sigma_used=_num(result.sigma),
             )
@@ -197,8 +194,9 @@ def _finetune(job_id: str, worker: str, settings: Settings, control: Control) ->
                 raise ClaimLost(job_id)
             add_event(s, job_id, "progress", _clean({"progress": round(p, 4), **info}))
 
-    summary = finetune(
-        lr.data,
+    summary = run_into(
+        job_dir,
+        stack.data,
         edges,
         params,
         sr_model=sr_model,
@@ -210,9 +208,8 @@ def _finetune(job_id: str, worker: str, settings: Settings, control: Control) ->
         on_progress=on_progress,
         should_cancel=control,
         compute_metrics=compute_metrics,
-    )
-    run_dir.write_run_json(
-        _clean(summary_json(summary, job_id=job_id, attempts=attempts + 1, worker=worker))
+        pixel_size=stack.pixel_size,
+        run_info={"job_id": job_id, "attempts": attempts + 1, "worker": worker},
     )
     return summary.recommended_iteration
 
@@ -255,18 +252,6 @@ def _add_note(cls: type[Task], task_id: str, worker: str, note: str) -> None:
         row.notes = [*(row.notes or []), note]
         if cls is Job:
             add_event(s, task_id, "log", {"message": note})
-
-
-def _record(it: Iteration) -> dict[str, Any]:
-    """A CSV row of the run directory from a committed iteration row."""
-    return {
-        "iteration": it.iteration,
-        **it.losses,
-        "rse": it.rse,
-        "rsp": it.rsp,
-        "resolution": it.resolution,
-        "seconds": it.seconds,
-    }
 
 
 # ---- reconstructions --------------------------------------------------------------------

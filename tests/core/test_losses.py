@@ -10,6 +10,9 @@ import torch
 
 from saft_core.errors import ShapeMismatchError
 from saft_core.losses import (
+    HESSIAN_LT,
+    HESSIAN_WEIGHT,
+    Objective,
     degradation_loss,
     den_loss,
     haze_loss,
@@ -109,14 +112,90 @@ def test_den_loss_never_trains_the_sr_side() -> None:
     assert float(den_out3.grad.sum()) == pytest.approx(2.0)
 
 
-def test_wsf_loss_is_peak_normalised() -> None:
+def test_wsf_loss_normalises_by_the_given_peak() -> None:
     gen = torch.Generator().manual_seed(0)
     smlm = torch.rand(32, 32, generator=gen)
-    assert float(wsf_loss(7.5 * smlm, smlm)) == pytest.approx(0.0, abs=1e-7)
+    smlm[:8, :8] *= 0.5  # a dim tile: its own max is about half the whole image's
+    smlm = smlm / smlm.max()
+    whole = 7.5 * smlm
+    # A tile of the frame sum, normalised by the peak of the whole sum: the tile's own max
+    # (here below the whole peak) must not be used.
+    tile = (slice(0, 8), slice(0, 8))
+    assert float(wsf_loss(whole[tile], smlm[tile], whole.max())) == pytest.approx(0.0, abs=1e-7)
+    tile_peak = whole[tile].max()
+    expected = (whole[tile] / tile_peak - smlm[tile]).abs().mean()
+    assert float(wsf_loss(whole[tile], smlm[tile], tile_peak)) == pytest.approx(float(expected))
+    assert float(expected) > 0.1
     other = torch.rand(32, 32, generator=gen)
-    assert float(wsf_loss(other, smlm)) > 0.1
-    assert float(wsf_loss(3 * other, smlm)) == pytest.approx(float(wsf_loss(other, smlm)))
-    assert torch.isfinite(wsf_loss(torch.zeros(4, 4), torch.zeros(4, 4)))
+    assert float(wsf_loss(other, smlm, other.max())) > 0.1
+    assert torch.isfinite(wsf_loss(torch.zeros(4, 4), torch.zeros(4, 4), torch.tensor(0.0)))
+    with pytest.raises(ShapeMismatchError):
+        wsf_loss(other[:4], smlm, other.max())
+
+
+def _saft_inputs(n: int = 3) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    y = torch.rand(n, 1, 8, 8, generator=gen)
+    target = torch.rand(n, 1, 2, 2, generator=gen)
+    return {
+        "y": y,
+        "degraded": torch.rand(n, 1, 2, 2, generator=gen),
+        "target": target,
+        "y0": torch.rand(n, 1, 8, 8, generator=gen),
+        "y_rot": torch.rand(n, 1, 8, 8, generator=gen),
+        "empty": (torch.rand(n, 1, 8, 8, generator=gen) > 0.5).float(),
+    }
+
+
+def test_objective_applies_each_declared_weight() -> None:
+    a = _saft_inputs()
+    y, y0 = a["y"], a["y0"]
+    objective = Objective(
+        continuity_level=2.0, sparse_level=0.3, consistency_level=0.7, haze_level=0.4
+    )
+    terms = objective.saft_terms(
+        y, a["degraded"], a["target"], y0=y0, y_rot=a["y_rot"], empty=a["empty"]
+    )
+    assert HESSIAN_WEIGHT == 0.025 and HESSIAN_LT == 0.5
+    expected = {
+        "degradation": degradation_loss(a["degraded"], a["target"]),
+        "hessian": 0.025 * 2.0 * hessian_loss(y[:, 0][None], lt=0.5),
+        "sparse": 0.3 * intensity_loss(y, y0),
+        "rotation": 0.7 * rotation_loss(y, a["y_rot"]),
+        "haze": 0.4 * haze_loss(y, a["empty"], y0),
+    }
+    assert terms.keys() == expected.keys()
+    for name, value in expected.items():
+        assert float(terms[name]) == pytest.approx(float(value), rel=1e-6), name
+    assert float(Objective.total(terms)) == pytest.approx(sum(float(v) for v in expected.values()))
+    # Doubling a level doubles exactly its term.
+    doubled = Objective(
+        continuity_level=2.0, sparse_level=0.6, consistency_level=0.7, haze_level=0.4
+    ).saft_terms(y, a["degraded"], a["target"], y0=y0, y_rot=a["y_rot"], empty=a["empty"])
+    assert float(doubled["sparse"]) == pytest.approx(2 * float(terms["sparse"]))
+    assert float(doubled["rotation"]) == pytest.approx(float(terms["rotation"]))
+
+
+def test_objective_leaves_out_switched_off_terms() -> None:
+    a = _saft_inputs(n=2)  # fewer than 3 frames: no Hessian even when asked for
+    terms = Objective(continuity_level=1.0).saft_terms(
+        a["y"], a["degraded"], a["target"], y0=a["y0"], y_rot=a["y_rot"], empty=None
+    )
+    assert set(terms) == {"degradation"}
+    b = _saft_inputs(n=3)
+    terms = Objective().saft_terms(
+        b["y"], b["degraded"], b["target"], y0=b["y0"], y_rot=b["y_rot"], empty=None
+    )
+    assert set(terms) == {"degradation"}
+
+
+def test_objective_wsf_term_is_the_wsf_loss() -> None:
+    gen = torch.Generator().manual_seed(2)
+    frame_sum, smlm = torch.rand(8, 8, generator=gen), torch.rand(8, 8, generator=gen)
+    peak = torch.tensor(3.0)
+    terms = Objective(continuity_level=5.0).wsf_terms(frame_sum, smlm, peak)
+    assert set(terms) == {"wsf"}
+    assert torch.equal(Objective.total(terms), wsf_loss(frame_sum, smlm, peak))
 
 
 def test_haze_loss_is_relative_intensity_in_empty_pixels():
