@@ -321,6 +321,7 @@ class IterationOut(_Out):
     rse: float | None = _described("rse")
     rsp: float | None = _described("rsp")
     resolution: float | None = _described("resolution")
+    frc_resolution: float | None = _described("frc_resolution")
     seconds: float = _described("seconds")
     recommended: bool
     created_at: datetime
@@ -337,6 +338,7 @@ def iteration_out(it: Iteration, job: Job, root: str = "") -> IterationOut:
         rse=it.rse,
         rsp=it.rsp,
         resolution=it.resolution,
+        frc_resolution=it.frc_resolution,
         seconds=it.seconds,
         recommended=job.recommended_iteration == it.iteration,
         created_at=it.created_at,

@@ -191,6 +191,7 @@ def record_iteration(
     preview_tif_path: str,
     progress: float,
     sigma_used: float | None,
+    frc_resolution: float | None = None,
 ) -> bool:
     """Iteration row + job counters + event, for one commit; False if the claim was lost."""
     res = session.execute(
@@ -218,13 +219,20 @@ def record_iteration(
             rse=rse,
             rsp=rsp,
             resolution=resolution,
+            frc_resolution=frc_resolution,
             seconds=seconds,
             checkpoint_path=checkpoint_path,
             preview_png_path=preview_png_path,
             preview_tif_path=preview_tif_path,
         )
     )
-    metrics = {"rse": rse, "rsp": rsp, "resolution": resolution, "seconds": seconds}
+    metrics = {
+        "rse": rse,
+        "rsp": rsp,
+        "resolution": resolution,
+        "frc_resolution": frc_resolution,
+        "seconds": seconds,
+    }
     add_event(
         session, job_id, "iteration", event_data(iteration, losses, metrics, sigma=sigma_used)
     )

@@ -197,7 +197,8 @@ class Iteration:
     losses: Mapping[str, Any]
     rse: float | None
     rsp: float | None
-    resolution: float | None
+    resolution: float | None  # decorrelation, SR px
+    frc_resolution: float | None  # FRC of even vs odd frames, SR px (what the stop rule judges)
     seconds: float
     recommended: bool
     created_at: datetime | None
@@ -220,6 +221,7 @@ class Iteration:
             rse=_opt_float(d.get("rse")),
             rsp=_opt_float(d.get("rsp")),
             resolution=_opt_float(d.get("resolution")),
+            frc_resolution=_opt_float(d.get("frc_resolution")),
             seconds=float(d.get("seconds") or 0.0),
             recommended=bool(d.get("recommended", False)),
             created_at=parse_time(d.get("created_at")),

@@ -455,7 +455,9 @@ def load_model(
             f"cannot load the model onto {map_location}: no CUDA GPU is available", field="device"
         )
     if isinstance(spec, str) and spec == "default":
-        return default_model(kind).to(map_location).eval()
+        model = default_model(kind).to(map_location).eval()
+        model.training_condition = _card_condition()
+        return model
     field = _FIELD[kind]
     if isinstance(spec, (str, Path)):
         name = Path(spec).name
@@ -468,6 +470,11 @@ def load_model(
             field=field,
         )
     model = _model_from(obj, kind, name, field)
+    # What the network was trained (or fine-tuned from a network trained) on; None if unknown.
+    model.training_condition = _condition_of(obj, name)
+    known = model.training_condition is not None or not isinstance(spec, (str, Path))
+    if not known and _sha256(Path(spec)) in _card_hashes():
+        model.training_condition = _card_condition()
     return model.to(map_location).eval()
 
 

@@ -139,6 +139,29 @@ def plan_for_model(
     return plan_resampling(estimated, low if estimated < low else high, tolerance=0.0)
 
 
+def sigma_for_model(stack: np.ndarray, condition: dict | None) -> tuple[float, ResamplePlan]:
+    """The stack's PSF sigma (LR px) for SAFT's RSF, refused when the model needs resampling.
+
+    Why refuse: a network run on data sampled far outside what it was trained on paints its
+    training structures at the wrong scale; binning the stack (or a model trained at that
+    sampling) is the fix, and the message says which. Raises InvalidParameterError (field
+    "lr") then; an estimate that cannot be made raises it with field "psf".
+    """
+    sigma = estimate_psf_sigma(stack)
+    plan = plan_for_model(sigma, condition)
+    if plan.factor != 1.0:
+        binning = max(1, round(1.0 / plan.factor))
+        advice = (
+            f"bin the stack {binning}x{binning} before fine-tuning"
+            if plan.factor < 1
+            else "use a model trained at this sampling"
+        )
+        raise InvalidParameterError(
+            f"{plan.reason}; {advice}, or set sigma explicitly to run anyway", field="lr"
+        )
+    return sigma, plan
+
+
 def resample_stack(stack: np.ndarray, factor: float) -> np.ndarray:
     """The stack on a grid of pixels 1/factor times as large, frames resampled independently.
 

@@ -124,6 +124,16 @@ FIELDS: tuple[RecordField, ...] = (
     RecordField(
         "resolution", "metric", float, "SR pixels", "decorrelation resolution", optional=True
     ),
+    RecordField(
+        "frc_resolution",
+        "metric",
+        float,
+        "SR pixels",
+        "Fourier ring correlation resolution between the SR outputs of the even and the odd "
+        "frames (independent noise, so texture made from noise does not count); blank for a "
+        "single frame",
+        optional=True,
+    ),
     RecordField("seconds", "metric", float, "s", "wall-clock time of the iteration"),
 )
 
@@ -145,23 +155,12 @@ CSV_COLUMNS: dict[str, list[str]] = {mode: csv_columns(mode) for mode in MODES}
 
 
 def make_record(
-    iteration: int,
-    losses: Mapping[str, float],
-    *,
-    rse: float | None,
-    rsp: float | None,
-    resolution: float | None,
-    seconds: float,
+    iteration: int, losses: Mapping[str, float], metrics: Mapping[str, Any], *, seconds: float
 ) -> dict[str, Any]:
-    """The flat, JSON-ready row of one iteration (no arrays); seconds rounded to ms."""
-    return {
-        "iteration": iteration,
-        **losses,
-        "rse": rse,
-        "rsp": rsp,
-        "resolution": resolution,
-        "seconds": round(seconds, 3),
-    }
+    """The flat, JSON-ready row of one iteration (no arrays); seconds rounded to ms. Every
+    metric of the declaration is present (None when not computed)."""
+    quality = {name: metrics.get(name) for name in METRIC_NAMES if name != "seconds"}
+    return {"iteration": iteration, **losses, **quality, "seconds": round(seconds, 3)}
 
 
 def event_data(

@@ -9,6 +9,7 @@ complete state, never a half-written one.
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import json
 import math
@@ -20,32 +21,16 @@ import numpy as np
 import torch
 from torch import nn
 
-import saft_core.finetune as engine
 from saft_core.atomic import write_text
 from saft_core.errors import InvalidParameterError
-from saft_core.finetune import FinetuneSummary, IterationResult
+from saft_core.finetune import FinetuneSummary, IterationResult, ProgressFn
 from saft_core.finetune.run_state import load_checkpoint
 from saft_core.networks import save_checkpoint_dict
 from saft_core.params import SaftParams
+from saft_core.record import RECORD_CSV, csv_columns
 from saft_core.video import write_preview
 
-RECORD_CSV = "SFSRM-SAFT_Finetuning_Record.csv"
 RUN_JSON = "run.json"
-LOSS_COLUMNS = {
-    "saft": [
-        "total",
-        "degradation",
-        "hessian",
-        "sparse",
-        "rotation",
-        "haze",
-        "den",
-        "objective",
-        "fidelity",
-    ],
-    "wsf": ["total", "wsf"],
-}
-METRIC_COLUMNS = ["rse", "rsp", "resolution", "seconds"]
 
 
 class RunDir:
@@ -93,7 +78,7 @@ class RunDir:
     def write_records(self, records: list[dict[str, Any]]) -> None:
         """The CSV: one row per iteration; training losses are blank for iteration 0 (the
         pretrained network), which has only its ``objective`` and ``fidelity``."""
-        columns = ["iteration", *LOSS_COLUMNS[self.mode], *METRIC_COLUMNS]
+        columns = csv_columns(self.mode)
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -147,7 +132,7 @@ def run_into(
     device: str | torch.device | None = None,
     resume: bool | int = False,
     on_iteration: Callable[[IterationResult], None] | None = None,
-    on_progress: engine.ProgressFn | None = None,
+    on_progress: ProgressFn | None = None,
     should_cancel: Callable[[], bool] | None = None,
     pixel_size: float | None = None,
     compute_metrics: bool = True,
@@ -177,7 +162,10 @@ def run_into(
         if on_iteration is not None:
             on_iteration(result)
 
-    summary = engine.finetune(  # looked up at call time, so tests can stand in for the engine
+    # Looked up at call time, so tests can stand in for the engine. (``saft_core.finetune`` as
+    # an attribute is the function, by the public-surface rule; the module is in sys.modules.)
+    engine = importlib.import_module("saft_core.finetune")
+    summary = engine.finetune(
         stack,
         edges,
         params,

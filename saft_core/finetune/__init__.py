@@ -15,6 +15,7 @@ weighted objective in ``saft_core.losses.Objective``.
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,8 @@ from saft_core.params import SaftParams
 from saft_core.recommend import recommend_iteration
 
 __all__ = ["FinetuneSummary", "IterationResult", "finetune"]
+
+log = logging.getLogger(__name__)
 
 
 def finetune(
@@ -71,9 +74,13 @@ def finetune(
             f"edge map shape {edges.shape} does not match LR stack shape {stack.shape}",
             field="edge",
         )
+    model = _load(sr_model, "sr")
+    estimated_sigma = None
+    if params.mode == "saft" and params.sigma == "auto" and resume is None:
+        estimated_sigma = _estimate_sigma(stack, getattr(model, "training_condition", None))
     run = TrainingRun(
         params,
-        _load(sr_model, "sr").to(dev),
+        model.to(dev),
         dev,
         torch.from_numpy(normalise_lr(stack)),
         torch.from_numpy(normalise_edges(edges)),
@@ -86,7 +93,8 @@ def finetune(
             raise InvalidParameterError("mode 'wsf' needs an SMLM image", field="smlm")
         run.step = WsfStep(run, np.asarray(smlm, dtype=np.float32))
     else:
-        run.step = SaftStep(run, _load(den_model or "default", "den").to(dev))
+        den = _load(den_model or "default", "den").to(dev)
+        run.step = SaftStep(run, den, estimated_sigma=estimated_sigma)
 
     def report(k: int, step_losses: dict[str, float], seconds: float) -> None:
         result = run.report(k, step_losses, seconds)
@@ -121,6 +129,24 @@ def _load(spec: nn.Module | str | Path, kind: str) -> nn.Module:
     if isinstance(spec, nn.Module):
         return copy.deepcopy(spec)
     return load_model(spec, kind)
+
+
+def _estimate_sigma(stack: np.ndarray, condition: dict | None) -> float:
+    """sigma 'auto': the stack's PSF sigma (LR px), checked against the model's training
+    sampling; a stack too weak to estimate falls back to the reference value with a warning."""
+    from saft_core.params import SPEC_BY_NAME
+    from saft_core.psf import sigma_for_model
+
+    try:
+        sigma, plan = sigma_for_model(stack, condition)
+    except InvalidParameterError as exc:
+        if exc.field != "psf":
+            raise
+        fallback = float(SPEC_BY_NAME["sigma"].in_preset("reference"))
+        log.warning("sigma 'auto': %s; using %.2f LR px", exc, fallback)
+        return fallback
+    log.info("sigma 'auto': PSF sigma %.3f LR px (%s)", sigma, plan.reason)
+    return sigma
 
 
 def _as_stack(arr: np.ndarray, name: str) -> np.ndarray:

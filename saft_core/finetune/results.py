@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from saft_core.record import METRIC_NAMES, make_record
+
 
 @dataclass
 class IterationResult:
@@ -17,21 +19,20 @@ class IterationResult:
     seconds: float
     rse: float | None
     rsp: float | None
-    resolution: float | None
+    resolution: float | None  # decorrelation, SR pixels
+    frc_resolution: float | None  # FRC of even vs odd frames, SR pixels (None: one frame)
     sigma: float | None  # RSF sigma used, LR pixels (None in SAFT-WSF)
     preview: np.ndarray  # SR frame 0, normalised intensities, (sH, sW) float32
     checkpoint: dict[str, Any]
 
+    @property
+    def metrics(self) -> dict[str, float | None]:
+        """The quality metrics of the record declaration (saft_core.record)."""
+        return {name: getattr(self, name, None) for name in METRIC_NAMES if name != "seconds"}
+
     def record(self) -> dict[str, Any]:
         """Flat, JSON-ready row for CSV files and database rows (no arrays)."""
-        return {
-            "iteration": self.iteration,
-            **self.losses,
-            "rse": self.rse,
-            "rsp": self.rsp,
-            "resolution": self.resolution,
-            "seconds": round(self.seconds, 3),
-        }
+        return make_record(self.iteration, self.losses, self.metrics, seconds=self.seconds)
 
 
 @dataclass

@@ -31,6 +31,8 @@ GRAD_CLIP = 1.5
 FROZEN_IN_MEMORY_BYTES = 2 * 1024**3  # above this the frozen outputs go to a memmap on disk
 INFERENCE_TILE = 128
 INFERENCE_OVERLAP = 24
+FRC_FRAMES = 8  # frames (half even, half odd) whose SR outputs the FRC compares
+FRC_CROP = 96  # LR px: side of the central window the FRC is measured on
 
 ProgressFn = Callable[[int, int, dict[str, Any]], None]
 
@@ -186,6 +188,7 @@ class TrainingRun:
             metrics = _safe_metrics(preview, self.x[0].numpy(), self.scale, bg0)
         else:
             metrics = {"rse": None, "rsp": None, "resolution": None}
+        metrics["frc_resolution"] = self.frc_resolution()
         result = IterationResult(
             iteration=k,
             losses=step_losses,
@@ -198,6 +201,27 @@ class TrainingRun:
         self.records.append(result.record())
         result.checkpoint["saft"]["records"] = list(self.records)
         return result
+
+    def frc_resolution(self) -> float | None:
+        """FRC resolution (SR px) of the shown network: its SR of the even vs the odd frames
+        of a central window. The halves carry independent noise, so texture the network makes
+        of noise does not count as resolution. None for a single frame."""
+        n_frames, height, width = self.x.shape
+        count = min(FRC_FRAMES, n_frames - n_frames % 2)
+        if count < 2:
+            return None
+        start = (n_frames - count) // 2
+        ch, cw = min(FRC_CROP, height), min(FRC_CROP, width)
+        y0, x0 = (height - ch) // 2, (width - cw) // 2
+        inp = self.input(slice(start, start + count), slice(y0, y0 + ch), slice(x0, x0 + cw))
+        sr = infer(self.shown, inp, self.scale)[:, 0]
+        from saft_core.resolution import stack_frc_resolution
+
+        try:
+            return _finite_or_none(stack_frc_resolution(sr[0::2].mean(0), sr[1::2].mean(0)))
+        except Exception:  # noqa: BLE001 - metrics are advisory
+            log.warning("FRC resolution failed", exc_info=True)
+            return None
 
 
 def tile_origins(height: int, width: int, tile: int) -> list[tuple[int, int]]:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from saft_core.errors import InvalidParameterError
+from saft_core.networks import TRAINING_CONDITION
 from saft_core.params import SaftParams
 
 if TYPE_CHECKING:
@@ -41,13 +42,18 @@ def checkpoint(run: TrainingRun, k: int, step_losses: dict[str, float]) -> dict[
             "state_dict": _cpu(step.den.state_dict()),
         }
         saft["den_optimizer"] = _cpu(step.den_opt.state_dict())
-    return {
+    ckpt = {
         "format": CHECKPOINT_FORMAT,
         "kind": "sr",
         "config": _config_dict(run.model),
         "state_dict": _cpu(run.shown.state_dict()),
         "saft": saft,
     }
+    # A fine-tuned network keeps its parent's training sampling (deploying it checks it too).
+    condition = getattr(run.model, "training_condition", None)
+    if condition is not None:
+        ckpt[TRAINING_CONDITION] = dict(condition)
+    return ckpt
 
 
 def restore(run: TrainingRun, ckpt: dict[str, Any]) -> int:

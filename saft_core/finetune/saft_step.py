@@ -7,6 +7,7 @@ the background map, the empty mask, the fixed judging windows) are computed once
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,11 +34,22 @@ class _Window:
     empty: torch.Tensor | None  # 0/1 on the SR grid
 
 
+def rsf_kernel_size(ksize: int, sigma: float, *, auto: bool) -> int:
+    """The RSF kernel side (LR px): the user's, or with sigma 'auto' at least +-2.5 sigma
+    (an estimated wide PSF must not be cut off by the reference's 5-px kernel)."""
+    if not auto:
+        return ksize
+    return min(max(ksize, 2 * math.ceil(2.5 * sigma) + 1), 31)
+
+
 class SaftStep(TrainingStep):
     """SAFT: one tile and window of adjacent frames per step, the DEN following the SR net."""
 
-    def __init__(self, run: TrainingRun, den: nn.Module) -> None:
+    def __init__(
+        self, run: TrainingRun, den: nn.Module, *, estimated_sigma: float | None = None
+    ) -> None:
         self.run = run
+        self.estimated_sigma = estimated_sigma
         p = run.params
         self.objective = losses.Objective.from_params(p)
         self.den = den.train()
@@ -52,6 +64,7 @@ class SaftStep(TrainingStep):
             rotated = infer(run.frozen, losses.rot180(inp), run.scale)
             self.y_rot[t] = losses.rot180_inv(torch.from_numpy(rotated))[0, 0].numpy()
         self.sigma = self._resolve_sigma()
+        self.ksize = rsf_kernel_size(p.ksize, self.sigma, auto=p.sigma == "auto")
         self.empty: np.ndarray | None = None  # LR empty mask (T, H, W) for haze_level > 0
         if p.background == "map" or p.haze_level > 0:
             from saft_core.background import empty_mask, estimate_background
@@ -62,13 +75,14 @@ class SaftStep(TrainingStep):
         self._fix_judging_windows()
 
     def _resolve_sigma(self) -> float:
+        """The RSF sigma in LR px: the user's, or the stack's PSF estimate ('auto')."""
         if self.run.params.sigma != "auto":
             return float(self.run.params.sigma)
-        from saft_core.metrics import estimate_rsf_sigma
+        if self.estimated_sigma is not None:
+            return float(self.estimated_sigma)
+        from saft_core.psf import estimate_psf_sigma  # a resumed run restores its sigma later
 
-        sigma = float(estimate_rsf_sigma(self.y0[0], self.run.x[0].numpy(), self.run.scale))
-        log.info("estimated RSF sigma: %.3f LR px", sigma)
-        return sigma
+        return float(estimate_psf_sigma(self.run.x.numpy()))
 
     def close(self) -> None:
         self.y0 = self.y_rot = None
@@ -92,7 +106,7 @@ class SaftStep(TrainingStep):
         if p.background in ("fit", "map"):
             den_target = self._degrade(y.detach(), den_out.detach(), win.bg)
         else:  # the reference: the raw RSF output, no matching
-            den_target = degrade(y.detach(), run.scale, self.sigma, p.ksize)
+            den_target = degrade(y.detach(), run.scale, self.sigma, self.ksize)
         den_total = losses.den_loss(den_target, den_out, x_tile)
         self.den_opt.zero_grad(set_to_none=True)
         den_total.backward()
@@ -149,10 +163,10 @@ class SaftStep(TrainingStep):
         offset ("fit") or mean only ("mean")."""
         p, s = self.run.params, self.run.scale
         if p.background == "map":
-            return degrade_over_background(y, s, self.sigma, p.ksize, target, bg)
+            return degrade_over_background(y, s, self.sigma, self.ksize, target, bg)
         if p.background == "fit":
-            return degrade_with_background(y, s, self.sigma, p.ksize, target)
-        return degrade(y, s, self.sigma, p.ksize, reference=target)
+            return degrade_with_background(y, s, self.sigma, self.ksize, target)
+        return degrade(y, s, self.sigma, self.ksize, reference=target)
 
     def _fix_judging_windows(self) -> None:
         """Fixed windows (the middle window of every tile) and their targets from the DEN as
