@@ -46,10 +46,10 @@ GRADIENT_BOX = 3  # LR px
 # level on the outer 2 px.
 EDGE_BORDER = 2  # LR px
 # The published 8-bit maps put zero radiality at 21 (their border and background level, and the
-# intercept of a linear fit against nanopyx radiality) and the frame's maximum at 255, as
+# intercept, 20.5, of a linear fit against ``radiality``) and the frame's maximum at 255, as
 # ImageJ's min..max 8-bit conversion of a NanoJ-SRRF image does. Reproducing this keeps the
 # network's second channel in the range it was trained on (histogram distance to the published
-# map: Wasserstein 1.1 grey levels; without the offset: 19).
+# map: Wasserstein 0.7 grey levels; without the offset: 20).
 EDGE_BACKGROUND = 21.0
 EDGE_MAX = 255.0
 
