@@ -10,7 +10,6 @@ actually run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -18,8 +17,7 @@ from sqlalchemy.orm import Session
 
 from api.problems import Problem
 from api.schemas import JobCreate
-from persistence.tables import Dataset, Job, ModelFile, User, WorkerRecord
-from persistence.workers import missing_everywhere
+from persistence.tables import Dataset, Job, ModelFile, User
 from saft_core.errors import InvalidParameterError
 from saft_core.params import SaftParams
 
@@ -50,14 +48,8 @@ class CheckedJob:
         )
 
 
-def check_job_request(
-    session: Session, user: User, body: JobCreate, live_workers: Sequence[WorkerRecord] = ()
-) -> CheckedJob:
-    """Validate params, references and shapes; raise one 422 listing every bad field.
-
-    ``live_workers``: when some are alive and none of them has nanopyx, a job that needs it
-    (no edge map, or sigma 'auto') is refused now rather than failing on a worker later.
-    """
+def check_job_request(session: Session, user: User, body: JobCreate) -> CheckedJob:
+    """Validate params, references and shapes; raise one 422 listing every bad field."""
     errors: list[tuple[str, str]] = []
     params: SaftParams | None = None
     given = body.params.given()
@@ -106,24 +98,6 @@ def check_job_request(
         errors.append(("smlm_dataset", "mode 'wsf' needs an SMLM image (smlm_dataset)"))
     if body.mode == "saft" and body.smlm_dataset is not None:
         errors.append(("smlm_dataset", "smlm_dataset is only used by mode 'wsf'"))
-
-    if body.edge_dataset is None and (why := missing_everywhere(live_workers, "edges")):
-        errors.append(
-            (
-                "edge_dataset",
-                f"no running worker can compute an edge map ({why}): upload an edge map, "
-                "or install nanopyx on the workers",
-            )
-        )
-    auto_sigma = params is not None and params.sigma == "auto"
-    if auto_sigma and (why := missing_everywhere(live_workers, "metrics")):
-        errors.append(
-            (
-                "params.sigma",
-                f"no running worker can estimate sigma 'auto' ({why}): give sigma in LR "
-                "pixels, or install nanopyx on the workers",
-            )
-        )
 
     if errors or params is None:
         parts = [f"{f}: {m}" for f, m in errors] or ["invalid job request"]

@@ -15,8 +15,8 @@ from importlib import metadata
 from typing import Any
 
 FFMPEG_TIMEOUT_S = 10.0
-# The nanopyx modules each part uses (saft_core.edges, saft_core.metrics).
-EDGE_MODULES = ("nanopyx.core.transform._le_radiality",)
+# The nanopyx modules the artifact metrics use (saft_core.metrics). Edge maps need none: they
+# are computed in numpy (saft_core.edges, NanoJ-SRRF's radiality).
 METRIC_MODULES = ("nanopyx.core.analysis.decorr", "nanopyx.core.transform._interpolation")
 # Packages whose versions `saft doctor` and GET /v1/info report.
 PACKAGES = (
@@ -44,7 +44,8 @@ class Capability:
 
 @dataclass(frozen=True)
 class Capabilities:
-    """``edges``: SRRF edge maps (nanopyx); ``metrics``: RSE/RSP/resolution (nanopyx);
+    """``edges``: SRRF edge maps (numpy; always there); ``metrics``: RSE/RSP/decorrelation
+    (nanopyx);
     ``video``: MP4 output (imageio-ffmpeg's binary); ``device``: the torch device runs use."""
 
     edges: Capability
@@ -62,7 +63,7 @@ NAMES = ("edges", "metrics", "video", "device")
 def probe(device: str | None = None) -> Capabilities:
     """Probe every part now; ``device`` is the preference given to ``select_device``."""
     return Capabilities(
-        edges=nanopyx_capability(EDGE_MODULES),
+        edges=Capability(True, detail="numpy NanoJ-SRRF radiality (saft_core.edges)"),
         metrics=nanopyx_capability(METRIC_MODULES),
         video=video_capability(),
         device=device_capability(device),

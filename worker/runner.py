@@ -144,7 +144,7 @@ def _finetune(job_id: str, worker: str, settings: Settings, control: Control) ->
         attempts = job.attempts
 
     device = select_device(settings.device)
-    compute_metrics = _check_nanopyx(job_id, worker, settings, edge_path is None, params)
+    compute_metrics = _metrics_available(job_id, worker, settings)
     with session_scope() as s:
         set_device(s, Job, job_id, worker, describe_device(device))
         if last is not None:
@@ -215,27 +215,13 @@ def _finetune(job_id: str, worker: str, settings: Settings, control: Control) ->
     return summary.recommended_iteration
 
 
-def _check_nanopyx(
-    job_id: str, worker: str, settings: Settings, needs_edges: bool, params: SaftParams
-) -> bool:
-    """Fail now if the job needs nanopyx and it is missing; else whether metrics can run.
+def _metrics_available(job_id: str, worker: str, settings: Settings) -> bool:
+    """Whether this worker can compute the artifact metrics (nanopyx).
 
     Missing metrics do not fail a job: they are recorded once as a note on the job (shown
     with it) and logged once, instead of a traceback per iteration.
     """
     caps = cached(settings.device)
-    if needs_edges and not caps.edges.available:
-        raise SaftError(
-            f"this job has no edge map and this worker cannot compute one: {caps.edges.reason}; "
-            "upload an edge map, or install nanopyx on the workers",
-            field="edge_dataset",
-        )
-    if params.sigma == "auto" and not caps.metrics.available:
-        raise SaftError(
-            f"sigma 'auto' is estimated with nanopyx, missing here: {caps.metrics.reason}; "
-            "give sigma in LR pixels, or install nanopyx on the workers",
-            field="sigma",
-        )
     if not caps.metrics.available:
         _add_note(Job, job_id, worker, f"metrics unavailable: {caps.metrics.reason}")
     return caps.metrics.available

@@ -25,7 +25,6 @@ from api.sse import SSEConfig, job_event_stream
 from persistence.joblog import read_job_log
 from persistence.jobs import create_job, find_idempotent, request_cancel
 from persistence.tables import Iteration, Job
-from persistence.workers import live_workers
 from saft_core.states import DONE_STATES
 from worker import queue as job_queue
 
@@ -59,8 +58,7 @@ def submit_job(
     ] = None,
 ) -> JobOut:
     """Validate everything, insert the queued row, commit, then send the broker message."""
-    live = live_workers(session, settings.stale_after_s)
-    checked = check_job_request(session, user, body, live)
+    checked = check_job_request(session, user, body)
     job = find_idempotent(session, user.id, idempotency_key) if idempotency_key else None
     replayed = job is not None
     if job is None:

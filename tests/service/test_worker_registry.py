@@ -68,43 +68,13 @@ def submit(api: Api, user: Any, lr: str, **extra: Any) -> Any:
 NO_NANOPYX = "nanopyx cannot be imported (ModuleNotFoundError: No module named 'nanopyx')"
 
 
-def test_job_without_edge_map_refused_only_when_live_workers_lack_nanopyx(api: Api) -> None:
+def test_jobs_need_no_optional_part(api: Api) -> None:
+    """Edge maps and sigma 'auto' are numpy: a worker without nanopyx still takes any job."""
     user = api.user()
     lr = add_dataset(api, user, stack())
-
-    # No worker has ever reported: nothing is known, the job is queued as before.
+    add_worker("gpu1:11", metrics=NO_NANOPYX)
     assert submit(api, user, lr).status_code == 202
-
-    add_worker("gpu1:11", edges=NO_NANOPYX, metrics=NO_NANOPYX)
-    body = problem(submit(api, user, lr), 422)
-    assert error_fields(body) == ["edge_dataset"]
-    assert "upload an edge map, or install nanopyx on the workers" in body["detail"]
-    assert NO_NANOPYX in body["detail"]
-    body = problem(submit(api, user, lr, sigma="auto"), 422)
-    assert sorted(error_fields(body)) == ["edge_dataset", "params.sigma"]
-
-    # With an edge map the same worker can run it.
-    edge = add_dataset(api, user, stack(seed=1))
-    resp = api.client.post(
-        "/v1/jobs",
-        headers=user.headers,
-        json={"lr_dataset": lr, "edge_dataset": edge, "params": {"iterations": 2}},
-    )
-    assert resp.status_code == 202, resp.text
-
-    # A second live worker that has nanopyx: accepted.
-    add_worker("gpu2:12")
-    assert submit(api, user, lr).status_code == 202
-
-
-def test_stale_workers_do_not_count(api: Api) -> None:
-    user = api.user()
-    lr = add_dataset(api, user, stack())
-    stale = api.env.settings.stale_after_s + 5
-    add_worker("old:13", seen_ago_s=stale, edges=NO_NANOPYX)
-    assert submit(api, user, lr).status_code == 202
-    add_worker("new:14", edges=NO_NANOPYX)
-    assert problem(submit(api, user, lr), 422)["errors"][0]["field"] == "edge_dataset"
+    assert submit(api, user, lr, sigma="auto").status_code == 202
 
 
 def test_reconstruction_video_refused_when_no_live_worker_has_ffmpeg(api: Api) -> None:
@@ -128,6 +98,26 @@ def test_reconstruction_video_refused_when_no_live_worker_has_ffmpeg(api: Api) -
     assert error_fields(body) == ["video"]
     assert "No ffmpeg exe" in body["detail"] and "video: false" in body["detail"]
     assert error_fields(problem(post(False), 422)) == ["iteration"]
+
+
+def test_stale_workers_do_not_count(api: Api) -> None:
+    from persistence.jobs import create_job
+    from persistence.tables import User
+
+    user = api.user()
+    lr = add_dataset(api, user, stack())
+    with session_scope() as s:
+        job_id = create_job(s, s.get_one(User, user.id), lr_dataset_id=lr, params={}).id
+    url = f"/v1/jobs/{job_id}/reconstructions"
+    body = {"iteration": 0, "video": True}
+    stale = api.env.settings.stale_after_s + 5
+    add_worker("old:13", seen_ago_s=stale, video="ffmpeg missing")
+    assert error_fields(problem(api.client.post(url, headers=user.headers, json=body), 422)) == [
+        "iteration"
+    ]  # the stale worker is not asked: only the missing iteration is refused
+    add_worker("new:14", video="ffmpeg missing")
+    resp = api.client.post(url, headers=user.headers, json=body)
+    assert error_fields(problem(resp, 422)) == ["video"]
 
 
 def test_info_is_for_admins_and_lists_workers(api: Api) -> None:
