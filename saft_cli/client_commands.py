@@ -147,6 +147,8 @@ def _iteration_table(client: SaftClient, job: Job) -> str:
     rows = [
         [
             ("* " if it.recommended else "  ") + str(it.iteration),
+            _num(it.losses.get("fidelity")),
+            _num(it.frc_resolution, 3),
             _num(it.total_loss),
             _num(it.rse),
             _num(it.rsp),
@@ -155,8 +157,11 @@ def _iteration_table(client: SaftClient, job: Job) -> str:
         ]
         for it in its
     ]
-    header = ["  it", "total loss", "RSE", "RSP", "resolution", "seconds"]
-    return _table(header, rows) + "\n(* recommended; RSE/RSP vs the LR frame; resolution in SR px)"
+    header = ["  it", "fidelity", "FRC res.", "total loss", "RSE", "RSP", "decorr.", "seconds"]
+    return _table(header, rows) + (
+        "\n(* recommended: the stop rule judges the fidelity (lower is better) and guards FRC "
+        "resolution and RSE; RSE/RSP vs the LR frame; resolutions in SR px)"
+    )
 
 
 def _dump(obj: Any) -> None:

@@ -13,12 +13,17 @@ const LOSS_SERIES = [
   ["haze", "haze", "#d62728"],
   ["den", "DEN", "#56b4e9"],
   ["wsf", "WSF", "#d55e00"],
+  // What the recommendation judges: fidelity on fixed windows (iteration 0 included).
+  ["fidelity", "fidelity (judged)", "#000000"],
+  ["objective", "objective", "#7f7f7f"],
 ];
 const EXTRA_COLORS = ["#8c564b", "#7f7f7f", "#bcbd22", "#17becf"];
 const METRIC_SERIES = [
   ["rse", "RSE", "#0072b2"],
   ["rsp", "RSP", "#d55e00"],
-  ["resolution", "resolution (SR px)", "#009e73"],
+  ["resolution", "decorrelation res. (SR px)", "#009e73"],
+  // The resolution the recommendation guards: FRC of even vs odd frames (not fooled by texture).
+  ["frc_resolution", "FRC res. (SR px, guarded)", "#cc79a7"],
 ];
 
 export const chartMethods = {
@@ -88,12 +93,12 @@ export const chartMethods = {
 
     this.metricChart.replaceChildren(
       lineChart({
-        title: "RSE, RSP and resolution per iteration",
+        title: "RSE, RSP and resolution (decorrelation, FRC) per iteration",
         xMax,
         highlight,
         panelHeight: 62,
         panels: METRIC_SERIES.map(([key, name, color]) => ({
-          label: key === "resolution" ? "resol." : name,
+          label: { resolution: "decorr.", frc_resolution: "FRC" }[key] || name,
           log: false,
           series: [
             {
@@ -110,7 +115,7 @@ export const chartMethods = {
   },
 
   renderTable(series) {
-    const head = ["iteration", ...series.map((s) => s.name), "RSE", "RSP", "resolution", "seconds"];
+    const head = ["iteration", ...series.map((s) => s.name), "RSE", "RSP", "decorr. res.", "FRC res.", "seconds"];
     const rows = this.iterations.map((it) =>
       h(
         "tr",
@@ -120,6 +125,7 @@ export const chartMethods = {
         h("td", {}, formatNumber(it.rse)),
         h("td", {}, formatNumber(it.rsp)),
         h("td", {}, formatNumber(it.resolution)),
+        h("td", {}, formatNumber(it.frc_resolution)),
         h("td", {}, formatNumber(it.seconds)),
       ),
     );

@@ -92,7 +92,8 @@ export const galleryMethods = {
     $(".recommended-tag", card).hidden = !it.recommended;
     const rows = [];
     if (Number.isFinite(it.losses?.total)) rows.push(["total loss", it.losses.total]);
-    rows.push(["RSE", it.rse], ["RSP", it.rsp], ["resolution", it.resolution]);
+    rows.push(["fidelity", it.losses?.fidelity], ["FRC res.", it.frc_resolution]);
+    rows.push(["RSE", it.rse], ["RSP", it.rsp], ["decorr. res.", it.resolution]);
     $("dl", card).replaceChildren(
       ...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, formatNumber(v))]),
     );

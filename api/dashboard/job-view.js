@@ -153,7 +153,9 @@ export class JobView {
             "p",
             { class: "hint" },
             "RSE / RSP: SQUIRREL error and Pearson correlation of the degraded SR frame vs the LR " +
-              "frame; resolution: decorrelation estimate in SR pixels (lower is finer).",
+              "frame; decorrelation and FRC resolution in SR pixels (lower is finer). The " +
+              "recommendation judges the fidelity and refuses iterations whose FRC resolution " +
+              "(even vs odd frames: texture made from noise does not count) or RSE got worse.",
           ),
         ),
       ),
