@@ -10,6 +10,7 @@ import torch
 from saft_core.errors import Cancelled, ShapeMismatchError
 from saft_core.networks import SRConfig, build_sr
 from saft_core.reconstruct import reconstruct
+from saft_core.tiling import FRAME_BORDER_PAD
 from tests.core.synthetic import filament_stack
 
 
@@ -31,9 +32,12 @@ def test_reconstruct_writes_stack_and_video(tmp_path, model):
     assert data.shape == (5, 96, 96) and data.dtype == np.float32
     assert x_res[0] / x_res[1] == pytest.approx(1 / 0.025, rel=1e-3)  # pixels per um
     # Intensities are the network output times the stack max, frame by frame.
+    # (the frame mirrored outwards by FRAME_BORDER_PAD LR px, as tiled inference does)
     inp = torch.from_numpy(np.stack([edges[2:3] / 255, lr[2:3] / lr.max()], 1))
+    pad = FRAME_BORDER_PAD
     with torch.inference_mode():
-        direct = model(inp).abs()[0, 0].numpy() * lr.max()
+        out = model(torch.nn.functional.pad(inp, (pad,) * 4, mode="reflect"))
+        direct = out.abs()[0, 0, 4 * pad : -4 * pad, 4 * pad : -4 * pad].numpy() * lr.max()
     np.testing.assert_allclose(data[2], direct, rtol=1e-4, atol=1e-5 * lr.max())
     assert mp4.stat().st_size > 1000 and mp4.read_bytes()[4:8] == b"ftyp"
 
