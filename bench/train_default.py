@@ -1,6 +1,6 @@
 """Train and ship the default networks: saft_core/weights/default_{sr,den}.pth + model card.
 
-    nice -n 10 python bench/train_default.py --steps 1400 --threads 1
+    nice -n 10 python bench/train_default.py --threads 1    # the shipped run: BROAD, 3000 steps
 
 The edge-map cache goes to a temporary directory, so only the shipped files land in weights/.
 ``--condition wide_psf --out DIR`` trains the same recipe on a shifted simulator condition:
@@ -16,19 +16,19 @@ import time
 from pathlib import Path
 
 from saft_core.networks import WEIGHTS_DIR
-from saft_core.pretraining import BROAD, TrainConfig, train_base
+from saft_core.pretraining import BROAD, SHIPPED_STEPS, TrainConfig, train_base
 from saft_core.simulate import PRESETS
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=1400, help="SR steps (DEN: half)")
+    ap.add_argument("--steps", type=int, default=SHIPPED_STEPS, help="SR steps (DEN: half)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--out", type=Path, default=WEIGHTS_DIR)
     ap.add_argument("--condition", default=BROAD, choices=[BROAD, *PRESETS])
-    ap.add_argument("--stacks", type=int, default=96, help="simulated training fields")
-    ap.add_argument("--val-stacks", type=int, default=6, help="held-out validation stacks")
+    ap.add_argument("--stacks", type=int, default=TrainConfig.n_stacks, help="training fields")
+    ap.add_argument("--val-stacks", type=int, default=TrainConfig.val_stacks, help="held out")
     args = ap.parse_args()
     started = time.perf_counter()
 

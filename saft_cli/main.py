@@ -223,7 +223,7 @@ def reconstruct(
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=None, help="torch threads (default: all cores).")
 def train_base(out: Path, steps: int, seed: int, threads: int | None) -> None:
-    """Train the small default SR and DEN models on the simulator's training condition."""
+    """Train the small default SR and DEN models over the simulator's broad conditions."""
     from saft_core.pretraining import train_base as run_train
 
     with _bar(None, "training", "step") as bar:

@@ -21,7 +21,7 @@ from saft_core.errors import InvalidParameterError
 # averaging; rotation tie at 0.1 (at 1 it holds the network to the pretrained output's
 # artifacts); background map and haze penalty. Measured in docs/science.md.
 PRESET_NAMES: tuple[str, ...] = ("reference", "adaptive")
-DEFAULT_PRESET = "reference"  # what an unnamed preset means, in the API, both CLIs and defaults
+DEFAULT_PRESET = "adaptive"  # what an unnamed preset means, in the API, both CLIs and defaults
 
 # Typing aliases of the two choice fields; SPEC reads its choices from them.
 Mode = Literal["saft", "wsf"]
@@ -182,7 +182,8 @@ SPEC: tuple[Param, ...] = (
         "destroy the pretrained network.",
     ),
     Param(
-        "sigma", float, 1.1, min=0.0, min_exclusive=True, max=20.0, special=("auto",),
+        "sigma", float, 1.1, presets={"adaptive": "auto"}, min=0.0, min_exclusive=True,
+        max=20.0, special=("auto",),
         unit="LR px",
         help="Gaussian sigma of the RSF that degrades the SR output to the LR grid, or 'auto' "
         "to estimate it from the data.",
@@ -213,7 +214,7 @@ SPEC: tuple[Param, ...] = (
         help="Stop once an iteration is recommended (the loss has converged).",
     ),
     Param(
-        "background", str, "fit", presets={"adaptive": "map"}, choices=get_args(Background),
+        "background", str, "map", presets={"reference": "mean"}, choices=get_args(Background),
         advanced=True,
         help="How the degraded SR is matched to the denoised LR: 'fit' (gain and offset), "
         "'mean' (the reference's mean matching, gain only) or 'map' (gain over a smooth "

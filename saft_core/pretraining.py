@@ -58,6 +58,7 @@ VALIDATION_SEED_BASE = 900_000  # validation stacks never share a seed with trai
 LOG_POINTS = 20  # loss-history entries kept in the card
 NOMINAL_PIXEL_UM = 0.1  # the simulator's camera pixel: one SR pixel ~ 25 nm
 BROAD = "broad"  # condition name: every field draws its own condition (simulate.sample_condition)
+SHIPPED_STEPS = 3000  # SR steps of the shipped run (bench/train_default.py, saft train-base)
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,8 @@ class TrainConfig:
     # nf=16, nb=3 beat nf=32, nb=2 per CPU second in pilot runs (the 4x-grid convs cost nf^2).
     sr: SRConfig = field(default_factory=lambda: SRConfig(nf=16, nb=3, gc=16, scale=SCALE))
     den: DENConfig = field(default_factory=DENConfig)
-    condition: str = "training"  # a simulate.PRESETS name, or BROAD
-    n_stacks: int = 48  # independent simulated fields of view
+    condition: str = BROAD  # a simulate.PRESETS name, or BROAD (the shipped networks)
+    n_stacks: int = 96  # independent simulated fields of view
     frames_per_stack: int = 4  # frames per field (correlated: same structures, moved)
     lr_size: int = 96  # LR pixels per side of each simulated field
     crop: int = 32  # LR pixels per side of a training crop
@@ -82,7 +83,7 @@ class TrainConfig:
     den_steps: int | None = None  # None -> half the SR steps (the residual DEN learns fast)
     val_frames: int = 4
     val_size: int = 128  # LR pixels per side of the held-out validation stack
-    val_stacks: int = 1  # held-out stacks (each its own condition when BROAD)
+    val_stacks: int = 6  # held-out stacks (each its own condition when BROAD)
 
     def condition_obj(self) -> SimCondition:
         """The single condition (for BROAD: the TRAINING preset, used only for reporting)."""
@@ -111,7 +112,7 @@ class TrainingData:
 def train_base(
     out_dir: Path,
     *,
-    steps: int,
+    steps: int | None = None,
     seed: int = 0,
     threads: int | None = None,
     progress: ProgressFn | None = None,
@@ -125,6 +126,7 @@ def train_base(
     field and each step; edges of the simulated training fields are cached in ``cache_dir``
     (default ``out_dir/cache``) because SRRF dominates data preparation.
     """
+    steps = SHIPPED_STEPS if steps is None else steps
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     cfg = config or TrainConfig()
@@ -625,18 +627,20 @@ def render_card(card: dict[str, Any]) -> str:
     lines += [
         "",
         "## Intended use and limits",
-        "- Starting point for SAFT fine-tuning and for the artifact experiments: the networks "
-        "have seen only the simulator's TRAINING condition. On shifted data (lower SNR, wider "
-        "PSF, higher background, other structures) they are expected to hallucinate "
-        "structure; that is what SAFT adapts away. They are not a substitute for the "
-        "published SFSRM weights on real data.",
+        "- Starting point for SAFT fine-tuning: the networks have seen the condition(s) above "
+        "(BROAD: PSF widths, SNR, background, out-of-focus light and structures drawn per "
+        "field), so they generalise instead of painting one condition's structures onto "
+        "everything; SAFT adapts them further to a user's own stack. They are small (CPU) "
+        "networks, not a substitute for the published SFSRM weights where those fit the data.",
         "- SR output is structure only (no background or camera offset), in LR-normalised "
         "units; reconstruction multiplies it by the LR stack's max.",
         "",
         "## Reproduce",
         f"`python bench/train_default.py --steps {card['steps']['sr']} --seed {card['seed']} "
-        f"--threads {card['threads']}` (or `saft train-base`). With 1 thread the weights are "
-        "bit-identical between runs on the same software versions.",
+        f"--threads {card['threads']} --condition {d['condition_name'].lower()} --stacks "
+        f"{d['n_stacks']} --val-stacks {v['stack'].get('stacks', 1)}` (or `saft train-base`). "
+        "With 1 thread the weights are bit-identical between runs on the same software "
+        "versions.",
     ]
     if "files" in card:
         lines += ["", "## Files"]

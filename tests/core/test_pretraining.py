@@ -27,6 +27,8 @@ def test_default_weights_and_card_are_shipped():
 
 
 TINY = TrainConfig(
+    condition="training",  # one condition: a loss that must fall in a few steps
+    val_stacks=1,
     sr=SRConfig(nf=8, nb=1, gc=8),
     den=DENConfig(base=4, depth=2),
     n_stacks=2,
@@ -98,3 +100,17 @@ def test_default_models_match_the_card():
     assert ckpt["format"] == "saft-checkpoint/1" and ckpt["kind"] == "sr"
     v = card["validation"]
     assert v["sr"]["psnr"] > v["bicubic"]["psnr"] and v["den"]["psnr"] > v["noisy"]["psnr"]
+
+
+def test_broad_training_records_its_psf_range():
+    from saft_core.pretraining import BROAD, trained_condition
+    from saft_core.simulate import BROAD_RANGES
+
+    cond = trained_condition(TrainConfig(condition=BROAD))
+    assert cond["psf_sigma_lr_px_range"] == list(BROAD_RANGES["psf_sigma_lr"])
+    low, high = cond["psf_sigma_lr_px_range"]
+    assert low < cond["psf_sigma_lr_px"] < high
+    assert trained_condition(TrainConfig(condition="wide_psf"))["psf_sigma_lr_px"] == 1.6
+    # different training fields draw different conditions, reproducibly
+    cfg = TrainConfig()
+    assert cfg.condition_for(1) == cfg.condition_for(1) != cfg.condition_for(2)
