@@ -25,7 +25,7 @@ DEFAULT_PRESET = "adaptive"  # what an unnamed preset means, in the API, both CL
 
 # Typing aliases of the two choice fields; SPEC reads its choices from them.
 Mode = Literal["saft", "wsf"]
-Background = Literal["fit", "mean", "map"]
+Background = Literal["fit", "mean", "map", "structure"]
 
 
 @dataclass(frozen=True)
@@ -217,10 +217,11 @@ SPEC: tuple[Param, ...] = (
         "background", str, "map", presets={"reference": "mean"}, choices=get_args(Background),
         advanced=True,
         help="How the degraded SR is matched to the denoised LR: 'fit' (gain and offset), "
-        "'mean' (the reference's mean matching, gain only) or 'map' (gain over a smooth "
-        "background map estimated from the LR frames). 'fit' absorbs camera offset and "
-        "background instead of painting them into the SR as haze; 'map' penalises haze the "
-        "network adds.",
+        "'mean' (the reference's mean matching, gain only), 'map' (gain over a smooth "
+        "background map estimated from the LR frames) or 'structure' (gain fitted on the "
+        "in-focus scales only: both images lose what lies beyond 2.5 PSF sigmas). 'fit' "
+        "absorbs camera offset and background instead of painting them into the SR as haze; "
+        "'map' penalises haze the network adds; 'structure' also ignores out-of-focus light.",
     ),
     Param(
         "tile", int, 64, presets={"adaptive": 32}, min=16, max=512, unit="LR px",

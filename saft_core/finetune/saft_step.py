@@ -16,7 +16,12 @@ from torch import nn
 
 from saft_core import losses
 from saft_core.finetune.run import GRAD_CLIP, TrainingRun, TrainingStep, infer
-from saft_core.rsf import degrade, degrade_over_background, degrade_with_background
+from saft_core.rsf import (
+    degrade,
+    degrade_over_background,
+    degrade_structure,
+    degrade_with_background,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +108,7 @@ class SaftStep(TrainingStep):
         # The DEN follows the SR network: it learns to agree with the degraded SR output
         # while staying close to the raw LR frame.
         den_out = self.den(x_tile).abs()
-        if p.background in ("fit", "map"):
+        if p.background != "mean":
             den_target = self._degrade(y.detach(), den_out.detach(), win.bg)
         else:  # the reference: the raw RSF output, no matching
             den_target = degrade(y.detach(), run.scale, self.sigma, self.ksize)
@@ -164,6 +169,8 @@ class SaftStep(TrainingStep):
         p, s = self.run.params, self.run.scale
         if p.background == "map":
             return degrade_over_background(y, s, self.sigma, self.ksize, target, bg)
+        if p.background == "structure":
+            return degrade_structure(y, s, self.sigma, self.ksize, target)
         if p.background == "fit":
             return degrade_with_background(y, s, self.sigma, self.ksize, target)
         return degrade(y, s, self.sigma, self.ksize, reference=target)

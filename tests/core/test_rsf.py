@@ -20,6 +20,7 @@ from saft_core.errors import InvalidParameterError, ShapeMismatchError
 from saft_core.rsf import (
     degrade,
     degrade_over_background,
+    degrade_structure,
     degrade_with_background,
     fit_gain_offset,
     gaussian_kernel,
@@ -164,6 +165,28 @@ def test_background_map_fit_recovers_gain_and_penalises_haze() -> None:
     assert torch.autograd.gradcheck(lambda t: degrade_over_background(t, S, 0.9, 3, ref, bg), (yd,))
     with pytest.raises(ShapeMismatchError):
         degrade_over_background(y, S, 1.1, 5, ref, bg[..., :4])
+
+
+def test_structure_fidelity_ignores_out_of_focus_light_but_not_structure() -> None:
+    """Out-of-focus light (far wider than the PSF) in the reference is not asked of the SR
+    image, while missing or misplaced structure still costs fidelity."""
+    size = 128  # SR px: a 32 x 32 LR tile
+    y = spot(size, (40, 50), 1.5) + spot(size, (90, 70), 1.5)  # two in-focus spots, SR grid
+    plain = degrade(y, S, 1.0, 7)
+    haze = degrade(spot(size, (64, 64), 40.0), S, 1.0, 7)  # light from another plane
+    ref = 3.0 * plain + 0.5 * haze / haze.max() * plain.max()
+
+    def mismatch(sr: torch.Tensor) -> float:
+        return float((degrade_structure(sr, S, 1.0, 7, ref) - ref).abs().mean())
+
+    base = mismatch(y)
+    assert base < 0.06 * float(ref.mean())  # the haze costs the in-focus image (almost) nothing
+    over_bg = (degrade_over_background(y, S, 1.0, 7, ref, torch.zeros_like(ref)) - ref).abs()
+    assert float(over_bg.mean()) > 10 * base  # a fixed map would ask the SR to paint it
+    assert mismatch(spot(size, (40, 50), 1.5)) > 2 * base  # a lost spot still costs
+    assert mismatch(spot(size, (40, 70), 1.5) + spot(size, (90, 70), 1.5)) > 3 * base
+    yd = y.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: degrade_structure(t, S, 1.0, 7, ref), (yd,))
 
 
 def test_shape_errors() -> None:

@@ -54,7 +54,7 @@ def test_params_describe_the_special_values(api: Api) -> None:
     assert wpt["nullable"] and wpt["special"] == ["auto"] and "every frame" in wpt["null_means"]
     assert fields["iterations"]["nullable"] and fields["iterations"]["default"] is None
     bg = fields["background"]
-    assert bg["type"] == "choice" and bg["choices"] == ["fit", "mean", "map"]
+    assert bg["type"] == "choice" and bg["choices"] == ["fit", "mean", "map", "structure"]
     assert fields["ema"]["max_exclusive"] and fields["early_stop"]["type"] == "bool"
     presets = api.client.get("/v1/params").json()["presets"]
     assert presets["adaptive"] == PRESETS["adaptive"] and presets["adaptive"]["lr"] == 1e-3
