@@ -1,4 +1,4 @@
-"""Fixtures and helpers of the API tests (import the fixtures you use from here).
+"""Helpers of the API tests; their fixtures (``api``, ``api_pg``, ``any_api``) are in conftest.py.
 
 Builds on tests/service/conftest.py: real SQLite/PostgreSQL databases and the real Redis.
 """
@@ -81,31 +81,14 @@ def files_under(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("saft.db"))
 
 
-def _make_api(env: ServiceEnv) -> Iterator[Api]:
+def open_api(env: ServiceEnv) -> Iterator[Api]:
+    """A TestClient on a fresh app over ``env`` (the ``api`` fixtures in conftest.py use it)."""
     from api.main import create_app
     from api.sse import SSEConfig
 
     app = create_app(env.settings, sse=SSEConfig(poll_s=0.05, heartbeat_s=0.3, retry_ms=100))
     with TestClient(app) as client:
         yield Api(client=client, env=env)
-
-
-@pytest.fixture
-def api(saft_env: ServiceEnv) -> Iterator[Api]:
-    """The API over SQLite in tmp_path and the real Redis broker."""
-    yield from _make_api(saft_env)
-
-
-@pytest.fixture
-def api_pg(saft_env_pg: ServiceEnv) -> Iterator[Api]:
-    """The API over the session's PostgreSQL database and the real Redis broker."""
-    yield from _make_api(saft_env_pg)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_api(request: pytest.FixtureRequest) -> Api:
-    """The API over each database kind."""
-    return request.getfixturevalue("api" if request.param == "sqlite" else "api_pg")
 
 
 def queued_ids(env: ServiceEnv) -> set[str]:

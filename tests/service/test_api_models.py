@@ -1,17 +1,15 @@
 """GET/POST /v1/models: defaults listed, uploads validated by loading in a subprocess."""
 
-# ruff: noqa: F811  (pytest fixtures are imported and then requested as parameters)
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from tests.service.api_fixtures import (  # noqa: F401  (fixtures)
+from tests.service.api_fixtures import (
     Api,
     ApiUser,
     add_dataset,
-    api,
     error_fields,
     files_under,
     problem,
