@@ -373,7 +373,8 @@ def e2e_flow(
     ckpt = http.get(its[2]["checkpoint_url"], headers={**h, "Range": "bytes=0-99"})
     assert ckpt.status_code == 206 and len(ckpt.content) == 100
 
-    r = http.post(f"/v1/jobs/{job['id']}/reconstructions", headers=h, json={"iteration": 1})
+    rec_body = {"iteration": 1, "video": True}
+    r = http.post(f"/v1/jobs/{job['id']}/reconstructions", headers=h, json=rec_body)
     assert r.status_code == 202, r.text
     rec_url = r.headers["location"]
     problem(
@@ -396,10 +397,10 @@ def e2e_flow(
     assert sr.shape == (6, 128, 128) and sr.dtype == np.float32
     tail = http.get(rec["tiff_url"], headers={**h, "Range": "bytes=-1000"})
     assert tail.status_code == 206 and tail.content == tif.content[-1000:]
-    if rec["mp4_url"]:
-        mp4 = http.get(rec["mp4_url"], headers={**h, "Range": "bytes=0-11"})
-        assert mp4.status_code == 206 and mp4.headers["content-type"] == "video/mp4"
-        assert mp4.content[4:8] == b"ftyp"
+    assert rec["video"] is True and rec["mp4_url"], rec  # the video was requested
+    mp4 = http.get(rec["mp4_url"], headers={**h, "Range": "bytes=0-11"})
+    assert mp4.status_code == 206 and mp4.headers["content-type"] == "video/mp4"
+    assert mp4.content[4:8] == b"ftyp"
 
     # Cancel: a long job is cancelled while running; a job queued behind it at once.
     long_body = {**body, "params": {**body["params"], "iterations": 50}}

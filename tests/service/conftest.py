@@ -36,8 +36,9 @@ API (helpers such as ``Api``, ``problem`` and ``add_dataset`` live in api_fixtur
 - ``any_api``: parametrised over both (the ``postgres`` one marked ``postgres``).
 
 Data
-- ``tiny_job_inputs(env)``: a user, a 6x32x32 LR stack with its edge map, and tiny SR/DEN model
-  files registered as datasets/models; returns ``TinyInputs`` with ids and the ``User``.
+- ``tiny_job_inputs(env)``: a user, a 6x32x32 LR stack with its edge map, a 128x128 SMLM image,
+  and tiny SR/DEN model files registered as datasets/models; returns ``TinyInputs`` with ids
+  and the ``User``.
 """
 
 from __future__ import annotations
@@ -360,6 +361,7 @@ class TinyInputs:
     edge_dataset_id: str
     sr_model_id: str
     den_model_id: str
+    smlm_dataset_id: str  # an SMLM image on the SR grid (4x), for SAFT-WSF jobs
 
 
 def _add_dataset(session: Any, storage: Any, owner: Any, name: str, data: Any) -> str:
@@ -427,7 +429,7 @@ def tiny_job_inputs() -> Callable[[ServiceEnv], TinyInputs]:
         from saft_core.networks import DENConfig, SRConfig, build_den, build_sr
         from tests.core.synthetic import filament_stack
 
-        lr, edges, _ = filament_stack(n_frames=6, lr_size=32)
+        lr, edges, truth = filament_stack(n_frames=6, lr_size=32)
         storage = Storage(env.data_dir)
         torch.manual_seed(0)
         sr = build_sr(SRConfig(nf=8, nb=1, gc=8, scale=4))
@@ -440,6 +442,7 @@ def tiny_job_inputs() -> Callable[[ServiceEnv], TinyInputs]:
                 edge_dataset_id=_add_dataset(s, storage, user, "edges.tif", edges),
                 sr_model_id=_add_model(s, storage, user, sr, "sr"),
                 den_model_id=_add_model(s, storage, user, den, "den"),
+                smlm_dataset_id=_add_dataset(s, storage, user, "smlm.tif", truth.mean(axis=0)),
             )
         return inputs
 
