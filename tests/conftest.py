@@ -1,4 +1,6 @@
-"""Suite-wide rules: under CI (``CI`` set, as .ci/run has it) a test never silently skips.
+"""Suite-wide fixtures and rules: under CI (``CI`` set, as .ci/run has it) no test silently skips.
+
+- ``pytest_plugins``: fixture modules shared across directories.
 
 - ``service_unreachable(message)``: what a fixture calls when PostgreSQL or Redis cannot be
   reached: a skip on a developer's machine, a failure under CI (the services are CI's to start).
@@ -12,6 +14,9 @@ import os
 from typing import Any, NoReturn
 
 import pytest
+
+# Fixtures shared across directories (tests/client and tests/cli use the real ``saft serve``).
+pytest_plugins = ["tests.client.service_fixtures"]
 
 # Substrings of the skip reasons that are legitimate even in CI.
 ALLOWED_SKIPS = (

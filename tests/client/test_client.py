@@ -33,7 +33,7 @@ from saft_client import (
     SaftTimeoutError,
     ValidationError,
 )
-from tests.client.conftest import REPO, Service, free_port, unique, write_stack
+from tests.client.service_fixtures import REPO, Service, free_port, unique, write_stack
 
 JOB_TIMEOUT_S = 240.0
 
