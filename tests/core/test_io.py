@@ -14,12 +14,12 @@ from saft_core.io import (
     Stack,
     StackInfo,
     StackWriter,
+    _frames_shape,
     check_same_shape,
     inspect_tiff,
     read_stack,
     write_stack,
 )
-from saft_core.io import _frames_shape as _frames_shape  # the axes -> (T, H, W) mapping
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sfsrm-microtubule"
 
