@@ -30,7 +30,7 @@ def test_upload_happy_path(any_api: Api) -> None:
     ds = resp.json()
     assert resp.headers["location"] == f"/v1/datasets/{ds['id']}" == ds["url"]
     assert ds["shape"] == [6, 32, 40] and ds["dtype"] == "uint16"
-    assert ds["pixel_size"] == pytest.approx(0.107)
+    assert ds["pixel_size"] == pytest.approx(0.107, rel=1e-5)  # older tifffile: coarser rationals
     assert ds["sha256"] == hashlib.sha256(raw).hexdigest() and ds["bytes"] == len(raw)
     assert ds["filename"] == "cell 1.tif"  # no directories from the client
     stored = any_api.data_dir / "datasets" / f"{ds['id']}.tif"
