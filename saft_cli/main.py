@@ -20,7 +20,7 @@ from saft_core.errors import SaftError
 
 
 class _SaftGroup(click.Group):
-    """Maps engine errors to exit code 2 with a one-line message."""
+    """Maps engine errors to exit code 2 with a one-line message, Ctrl-C to 130."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -29,6 +29,9 @@ class _SaftGroup(click.Group):
             where = f" ({exc.field})" if exc.field else ""
             click.echo(f"saft: error{where}: {exc.message}", err=True)
             ctx.exit(2)
+        except KeyboardInterrupt:
+            click.echo("\nsaft: interrupted", err=True)
+            ctx.exit(130)
 
 
 @click.group(cls=_SaftGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -282,8 +282,11 @@ def _describe(tif: tifffile.TiffFile, name: str, field: str) -> tuple[StackInfo,
 
 def _frames_shape(series: Any, name: str, field: str) -> tuple[int, int, int]:
     """Map the series axes to (T, H, W): squeeze singletons, allow one frame-like axis."""
-    axes = str(series.get_axes(False))
-    shape = tuple(int(n) for n in series.get_shape(False))
+    # ``axes``/``shape`` are tifffile's stable properties (``get_axes``/``get_shape`` are gone
+    # from newer releases); whether they are squeezed does not matter, as length-1 axes other
+    # than Y and X are ignored below and tifffile never squeezes Y or X.
+    axes = str(series.axes)
+    shape = tuple(int(n) for n in series.shape)
     if "Y" not in axes or "X" not in axes:
         raise InvalidStackError(f"{name} is not a 2D image stack (axes {axes})", field=field)
     if 0 in shape:

@@ -9,7 +9,7 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 # A plain `torch` requirement pulls a multi-GB CUDA build; install the CPU build first when no
-# torch is present (pip then keeps it, since the project's range torch>=2.2 admits it).
+# torch is present (pip then keeps it, since the project's range torch>=2.2,<3 admits it).
 if ! python -c "import torch" 2>/dev/null; then
   python -m pip install -q "torch==2.13.0" || python -m pip install -q torch \
     --index-url https://download.pytorch.org/whl/cpu

@@ -326,14 +326,19 @@ def test_api_healthcheck_route_exists() -> None:
     assert re.search(r"""\.get\(\s*["']/healthz["']""", sources), "no /healthz route in api/"
 
 
+def worker_healthcheck_script() -> str:
+    """The Python that ``entrypoint.sh healthcheck-worker`` runs (its heredoc)."""
+    return ENTRYPOINT.read_text().split("<<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
+
+
 def test_worker_healthcheck_matches_the_worker() -> None:
     """The worker check pings its own node and recognises its own claims in the database."""
     text = ENTRYPOINT.read_text()
     node = re.search(r'^NODE_NAME="([^"]+)@%h"', text, re.MULTILINE)
     assert node, "entrypoint.sh defines NODE_NAME=<name>@%h"
     assert 'exec saft worker --name "$NODE_NAME"' in text
-    script = text.split("<<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
-    compile(script, "healthcheck-worker", "exec")
+    script = worker_healthcheck_script()
+    compile(script, "healthcheck-worker", "exec")  # run for real in tests/service
     assert f'destination=[f"{node.group(1)}@{{host}}"]' in script
     # The busy branch relies on these names and on the claim format host:pid:token.
     from persistence import tables

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from saft_client import Job, SaftClient
 from saft_client.tiffcheck import is_complete_tiff
 from saft_client.watch import STATE_NAME, Watcher, WatchOptions, edge_for, is_input
-from tests.client.conftest import Service, unique, write_stack
+from tests.client.service_fixtures import Service, unique, write_stack
 
 TIMEOUT_S = 240.0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from saft_core.io import (
     Stack,
     StackInfo,
     StackWriter,
+    _frames_shape,
     check_same_shape,
     inspect_tiff,
     read_stack,
@@ -72,6 +74,45 @@ def test_imagej_z_only_stack_is_read_as_frames(tmp_path: Path) -> None:
     p = tmp_path / "z.tif"
     tifffile.imwrite(p, _ramp((5, 16, 16)), imagej=True, metadata={"axes": "ZYX"})
     assert read_stack(p).data.shape == (5, 16, 16)
+
+
+def test_reads_without_series_get_axes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Newer tifffile has no TiffPageSeries.get_axes/get_shape: uploads must still be checked."""
+    hyper = tmp_path / "hyper.tif"
+    tifffile.imwrite(hyper, _ramp((3, 1, 1, 18, 20)), imagej=True, metadata={"axes": "TZCYX"})
+    bad = tmp_path / "bad.tif"
+    tifffile.imwrite(bad, _ramp((3, 2, 1, 16, 16)), imagej=True, metadata={"axes": "TZCYX"})
+    with monkeypatch.context() as m:
+        # Both gone: header checks (upload validation) read no pixels, so tifffile needs neither.
+        m.delattr(tifffile.TiffPageSeries, "get_axes")
+        m.delattr(tifffile.TiffPageSeries, "get_shape")
+        assert inspect_tiff(hyper).shape == (3, 18, 20)
+        assert inspect_tiff(EXAMPLE / "widefield.tif").shape == (1, 320, 320)
+        with pytest.raises(InvalidStackError, match="more than one stack dimension"):
+            inspect_tiff(bad)
+    # This tifffile's own asarray still calls get_shape, so only get_axes can go when reading.
+    monkeypatch.delattr(tifffile.TiffPageSeries, "get_axes")
+    assert read_stack(hyper).data.shape == (3, 18, 20)
+
+
+@pytest.mark.parametrize(
+    ("axes", "shape", "squeezed_axes", "squeezed_shape", "frames"),
+    [
+        ("TZCYX", (3, 1, 1, 18, 20), "TYX", (3, 18, 20), (3, 18, 20)),
+        ("QYXS", (1, 16, 17, 1), "YX", (16, 17), (1, 16, 17)),
+    ],
+)
+def test_frames_shape_same_for_squeezed_and_expanded_series(
+    axes: str,
+    shape: tuple[int, ...],
+    squeezed_axes: str,
+    squeezed_shape: tuple[int, ...],
+    frames: tuple[int, int, int],
+) -> None:
+    """Whichever form a tifffile release reports as ``series.axes``, the (T, H, W) is the same."""
+    for ax, sh in ((axes, shape), (squeezed_axes, squeezed_shape)):
+        series = SimpleNamespace(axes=ax, shape=sh)  # no get_axes, as in newer tifffile
+        assert _frames_shape(series, "x.tif", "lr") == frames
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Fixtures and helpers of the API tests (import the fixtures you use from here).
+"""Helpers of the API tests; their fixtures (``api``, ``api_pg``, ``any_api``) are in conftest.py.
 
 Builds on tests/service/conftest.py: real SQLite/PostgreSQL databases and the real Redis.
 """
@@ -81,31 +81,14 @@ def files_under(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("saft.db"))
 
 
-def _make_api(env: ServiceEnv) -> Iterator[Api]:
+def open_api(env: ServiceEnv) -> Iterator[Api]:
+    """A TestClient on a fresh app over ``env`` (the ``api`` fixtures in conftest.py use it)."""
     from api.main import create_app
     from api.sse import SSEConfig
 
     app = create_app(env.settings, sse=SSEConfig(poll_s=0.05, heartbeat_s=0.3, retry_ms=100))
     with TestClient(app) as client:
         yield Api(client=client, env=env)
-
-
-@pytest.fixture
-def api(saft_env: ServiceEnv) -> Iterator[Api]:
-    """The API over SQLite in tmp_path and the real Redis broker."""
-    yield from _make_api(saft_env)
-
-
-@pytest.fixture
-def api_pg(saft_env_pg: ServiceEnv) -> Iterator[Api]:
-    """The API over the session's PostgreSQL database and the real Redis broker."""
-    yield from _make_api(saft_env_pg)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_api(request: pytest.FixtureRequest) -> Api:
-    """The API over each database kind."""
-    return request.getfixturevalue("api" if request.param == "sqlite" else "api_pg")
 
 
 def queued_ids(env: ServiceEnv) -> set[str]:
@@ -390,7 +373,8 @@ def e2e_flow(
     ckpt = http.get(its[2]["checkpoint_url"], headers={**h, "Range": "bytes=0-99"})
     assert ckpt.status_code == 206 and len(ckpt.content) == 100
 
-    r = http.post(f"/v1/jobs/{job['id']}/reconstructions", headers=h, json={"iteration": 1})
+    rec_body = {"iteration": 1, "video": True}
+    r = http.post(f"/v1/jobs/{job['id']}/reconstructions", headers=h, json=rec_body)
     assert r.status_code == 202, r.text
     rec_url = r.headers["location"]
     problem(
@@ -413,10 +397,10 @@ def e2e_flow(
     assert sr.shape == (6, 128, 128) and sr.dtype == np.float32
     tail = http.get(rec["tiff_url"], headers={**h, "Range": "bytes=-1000"})
     assert tail.status_code == 206 and tail.content == tif.content[-1000:]
-    if rec["mp4_url"]:
-        mp4 = http.get(rec["mp4_url"], headers={**h, "Range": "bytes=0-11"})
-        assert mp4.status_code == 206 and mp4.headers["content-type"] == "video/mp4"
-        assert mp4.content[4:8] == b"ftyp"
+    assert rec["video"] is True and rec["mp4_url"], rec  # the video was requested
+    mp4 = http.get(rec["mp4_url"], headers={**h, "Range": "bytes=0-11"})
+    assert mp4.status_code == 206 and mp4.headers["content-type"] == "video/mp4"
+    assert mp4.content[4:8] == b"ftyp"
 
     # Cancel: a long job is cancelled while running; a job queued behind it at once.
     long_body = {**body, "params": {**body["params"], "iterations": 50}}

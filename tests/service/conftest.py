@@ -2,7 +2,8 @@
 
 Databases
 - ``sqlite_url``: a fresh SQLite file URL in ``tmp_path`` (not migrated).
-- ``pg_server``: session; skips the test if PostgreSQL at 127.0.0.1:5432 is unreachable.
+- ``pg_server``: session; skips the test if PostgreSQL at 127.0.0.1:5432 is unreachable
+  (fails it under CI, see tests/conftest.py).
 - ``fresh_pg_url``: factory; ``fresh_pg_url()`` creates an empty ``saft_test_<random>``
   database and returns its URL; every one is dropped (WITH FORCE) at the end of the session.
 - ``pg_url``: a session-wide PostgreSQL database migrated to head and emptied (TRUNCATE)
@@ -29,9 +30,15 @@ Workers
   ``.log()``, ``.wait_ready()``). All are stopped after the test.
 - ``celery_worker``: one worker started on ``saft_env`` and ready.
 
+API (helpers such as ``Api``, ``problem`` and ``add_dataset`` live in api_fixtures.py)
+- ``api``: a TestClient on a fresh app over ``saft_env`` (SQLite + the real Redis).
+- ``api_pg``: the same over ``saft_env_pg``.
+- ``any_api``: parametrised over both (the ``postgres`` one marked ``postgres``).
+
 Data
-- ``tiny_job_inputs(env)``: a user, a 6x32x32 LR stack with its edge map, and tiny SR/DEN model
-  files registered as datasets/models; returns ``TinyInputs`` with ids and the ``User``.
+- ``tiny_job_inputs(env)``: a user, a 6x32x32 LR stack with its edge map, a 128x128 SMLM image,
+  and tiny SR/DEN model files registered as datasets/models; returns ``TinyInputs`` with ids
+  and the ``User``.
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import service_unreachable
 
 REPO = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -83,7 +92,7 @@ def pg_server() -> str:
         with engine.connect() as c:
             c.execute(text("SELECT 1"))
     except Exception as exc:
-        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}")
+        service_unreachable(f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}")
     finally:
         engine.dispose()
     return PG_ADMIN_URL
@@ -166,10 +175,10 @@ def redis_url() -> Iterator[str]:
                     break
                 r.delete(CLAIM_KEY)
         except redis.ConnectionError as exc:
-            pytest.skip(f"Redis not reachable at {REDIS_HOST}:{REDIS_PORT}: {exc}")
+            service_unreachable(f"Redis not reachable at {REDIS_HOST}:{REDIS_PORT}: {exc}")
         r.close()
     else:
-        pytest.skip("no free Redis database number (1..15) on 127.0.0.1:6379")
+        service_unreachable("no free Redis database number (1..15) on 127.0.0.1:6379")
     yield f"redis://{REDIS_HOST}:{REDIS_PORT}/{n}"
     if r.get(CLAIM_KEY) == token.encode():
         r.flushdb()
@@ -352,6 +361,7 @@ class TinyInputs:
     edge_dataset_id: str
     sr_model_id: str
     den_model_id: str
+    smlm_dataset_id: str  # an SMLM image on the SR grid (4x), for SAFT-WSF jobs
 
 
 def _add_dataset(session: Any, storage: Any, owner: Any, name: str, data: Any) -> str:
@@ -419,7 +429,7 @@ def tiny_job_inputs() -> Callable[[ServiceEnv], TinyInputs]:
         from saft_core.networks import DENConfig, SRConfig, build_den, build_sr
         from tests.core.synthetic import filament_stack
 
-        lr, edges, _ = filament_stack(n_frames=6, lr_size=32)
+        lr, edges, truth = filament_stack(n_frames=6, lr_size=32)
         storage = Storage(env.data_dir)
         torch.manual_seed(0)
         sr = build_sr(SRConfig(nf=8, nb=1, gc=8, scale=4))
@@ -432,7 +442,33 @@ def tiny_job_inputs() -> Callable[[ServiceEnv], TinyInputs]:
                 edge_dataset_id=_add_dataset(s, storage, user, "edges.tif", edges),
                 sr_model_id=_add_model(s, storage, user, sr, "sr"),
                 den_model_id=_add_model(s, storage, user, den, "den"),
+                smlm_dataset_id=_add_dataset(s, storage, user, "smlm.tif", truth.mean(axis=0)),
             )
         return inputs
 
     return make
+
+
+# ---- API --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def api(saft_env: ServiceEnv) -> Iterator[Any]:
+    """The API over SQLite in tmp_path and the real Redis broker."""
+    from tests.service.api_fixtures import open_api
+
+    yield from open_api(saft_env)
+
+
+@pytest.fixture
+def api_pg(saft_env_pg: ServiceEnv) -> Iterator[Any]:
+    """The API over the session's PostgreSQL database and the real Redis broker."""
+    from tests.service.api_fixtures import open_api
+
+    yield from open_api(saft_env_pg)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_api(request: pytest.FixtureRequest) -> Any:
+    """The API over each database kind."""
+    return request.getfixturevalue("api" if request.param == "sqlite" else "api_pg")

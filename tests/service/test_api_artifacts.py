@@ -1,6 +1,5 @@
 """Artifact downloads: content types, Range (206, multi-range, 416), If-Range, HEAD."""
 
-# ruff: noqa: F811  (pytest fixtures are imported and then requested as parameters)
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,13 +7,10 @@ from dataclasses import dataclass
 import pytest
 
 from api.ranges import parse_range
-from tests.service.api_fixtures import (  # noqa: F401  (fixtures)
+from tests.service.api_fixtures import (
     Api,
     ApiUser,
     add_dataset,
-    any_api,
-    api,
-    api_pg,
     problem,
     stack,
 )

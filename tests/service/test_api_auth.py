@@ -1,6 +1,5 @@
 """Authentication, ownership (404 for others' ids), problem+json and the health probes."""
 
-# ruff: noqa: F811  (pytest fixtures are imported and then requested as parameters)
 from __future__ import annotations
 
 import sys
@@ -8,12 +7,9 @@ import sys
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.service.api_fixtures import (  # noqa: F401  (fixtures)
+from tests.service.api_fixtures import (
     Api,
     add_dataset,
-    any_api,
-    api,
-    api_pg,
     problem,
     stack,
 )

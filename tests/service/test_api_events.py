@@ -1,6 +1,5 @@
 """GET /v1/jobs/{id}/events: SSE from job_events, resumable, ends after the final state."""
 
-# ruff: noqa: F811  (pytest fixtures are imported and then requested as parameters)
 from __future__ import annotations
 
 import json
@@ -8,13 +7,10 @@ import threading
 import time
 from typing import Any
 
-from tests.service.api_fixtures import (  # noqa: F401  (fixtures)
+from tests.service.api_fixtures import (
     Api,
     ApiUser,
     add_dataset,
-    any_api,
-    api,
-    api_pg,
     error_fields,
     problem,
     stack,

@@ -1,6 +1,5 @@
 """POST/GET /v1/jobs: validation naming the field, idempotency, pagination, cancel, enqueue."""
 
-# ruff: noqa: F811  (pytest fixtures are imported and then requested as parameters)
 from __future__ import annotations
 
 from typing import Any
@@ -8,14 +7,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.service.api_fixtures import (  # noqa: F401  (fixtures)
+from tests.service.api_fixtures import (
     Api,
     ApiUser,
     add_dataset,
     add_model,
-    any_api,
-    api,
-    api_pg,
     error_fields,
     problem,
     queued_ids,

@@ -1,17 +1,16 @@
 """GET/POST /v1/models: defaults listed, uploads validated by loading in a subprocess."""
 
-# ruff: noqa: F811  (pytest fixtures are imported and then requested as parameters)
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from tests.service.api_fixtures import (  # noqa: F401  (fixtures)
+from tests.service.api_fixtures import (
     Api,
     ApiUser,
     add_dataset,
-    api,
+    add_model,
     error_fields,
     files_under,
     problem,
@@ -114,3 +113,15 @@ def test_bad_model_uploads_are_422_and_leave_nothing(
     ok = upload(api, user, tiny_checkpoints["bare"], "sr")
     assert ok.status_code == 201, ok.text
     assert ok.json()["config"]["nf"] == 8 and ok.json()["name"] == "bare_sr.pth"
+
+
+def test_another_users_model_is_404(api: Api) -> None:
+    """An uploaded model is private: its id is unknown to every other user, reads and deletes."""
+    owner, other = api.user(), api.user()
+    c = api.client
+    m_id = add_model(api, owner, "sr")
+    assert c.get(f"/v1/models/{m_id}", headers=owner.headers).json()["id"] == m_id
+    assert problem(c.get(f"/v1/models/{m_id}", headers=other.headers), 404)["detail"]
+    problem(c.delete(f"/v1/models/{m_id}", headers=other.headers), 404)
+    assert c.get(f"/v1/models/{m_id}", headers=owner.headers).status_code == 200
+    assert m_id not in {m["id"] for m in c.get("/v1/models", headers=other.headers).json()["items"]}

@@ -1,6 +1,5 @@
 """End to end, facility style: PostgreSQL + Redis + a real Celery worker + uvicorn, over HTTP."""
 
-# ruff: noqa: F811  (pytest fixtures are imported and then requested as parameters)
 from __future__ import annotations
 
 from collections.abc import Callable

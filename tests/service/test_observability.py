@@ -1,6 +1,5 @@
 """GET /metrics (from the database), the per-job JSON-lines log and GET /v1/jobs/{id}/log."""
 
-# ruff: noqa: F811  (pytest fixtures are imported and then requested as parameters)
 from __future__ import annotations
 
 import json
@@ -10,10 +9,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.service.api_fixtures import (  # noqa: F401  (fixtures)
+from tests.service.api_fixtures import (
     Api,
     ApiUser,
-    api,
     stack,
     tiff_bytes,
     upload_dataset,

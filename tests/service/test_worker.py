@@ -11,12 +11,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import torch
 from sqlalchemy import select
 
 from persistence import jobs
 from persistence.db import session_scope
 from persistence.storage import Storage
 from persistence.tables import Iteration, Job, JobEvent, Reconstruction
+from saft_core.recommend import recommend_iteration
 from worker import queue, runner
 
 
@@ -128,7 +130,8 @@ def test_runner_success_writes_a_cli_run_dir(saft_env: Any, tiny_job_inputs: Any
     job = _job(job_id)
     assert (job.state, job.iterations_done, job.progress) == ("succeeded", 2, 1.0)
     assert job.device.startswith("cpu") and job.error is None
-    assert job.recommended_iteration in (0, 1, 2)
+    last = torch.load(Storage(saft_env.data_dir).checkpoint_path(job_id, 2), weights_only=True)
+    assert job.recommended_iteration == recommend_iteration(last["saft"]["records"], final=True)
     assert _iterations(job_id) == [0, 1, 2]
     st = Storage(saft_env.data_dir)
     for k in (0, 1, 2):
@@ -159,6 +162,69 @@ def test_runner_success_writes_a_cli_run_dir(saft_env: Any, tiny_job_inputs: Any
         rec = s.get_one(Reconstruction, rec_id)
     assert rec.state == "succeeded" and rec.mp4_path is None
     assert tifffile.imread(st.resolve(rec.tiff_path)).shape == (6, 128, 128)
+
+
+def _reconstruct_iteration(inputs: Any, job_id: str, iteration: int, storage: Storage) -> Any:
+    import tifffile
+
+    with session_scope() as s:
+        rec = jobs.create_reconstruction(
+            s, inputs.user, s.get_one(Job, job_id), iteration, video=False
+        )
+        rec_id = rec.id
+    assert runner.run_reconstruction(rec_id) == "succeeded"
+    with session_scope() as s:
+        return tifffile.imread(storage.resolve(s.get_one(Reconstruction, rec_id).tiff_path))
+
+
+def test_reconstruction_uses_the_requested_iterations_weights(
+    saft_env: Any, tiny_job_inputs: Any, tmp_path: Any
+):
+    """Iteration 0 is the pretrained network exactly; a trained iteration gives another image."""
+    import numpy as np
+    import tifffile
+
+    from persistence.models import Dataset, ModelFile
+    from saft_core.reconstruct import reconstruct
+
+    inputs = tiny_job_inputs(saft_env)
+    job_id = _create_job(inputs, lr=1e-3)
+    assert runner.run_job(job_id) == "succeeded"
+    st = Storage(saft_env.data_dir)
+    first = _reconstruct_iteration(inputs, job_id, 0, st)
+    last = _reconstruct_iteration(inputs, job_id, 2, st)
+    assert first.shape == last.shape == (6, 128, 128)
+    assert not np.allclose(first, last, rtol=0, atol=1e-6)
+
+    with session_scope() as s:
+        lr = tifffile.imread(st.resolve(s.get_one(Dataset, inputs.lr_dataset_id).path))
+        edges = tifffile.imread(st.resolve(s.get_one(Dataset, inputs.edge_dataset_id).path))
+        pretrained = st.resolve(s.get_one(ModelFile, inputs.sr_model_id).path)
+    reconstruct(lr.astype(np.float32), edges.astype(np.float32), pretrained, tmp_path / "p.tif")
+    np.testing.assert_allclose(first, tifffile.imread(tmp_path / "p.tif"), rtol=1e-5, atol=1e-6)
+
+
+def test_runner_wsf_job_trains_against_the_smlm_image(saft_env: Any, tiny_job_inputs: Any):
+    """SAFT-WSF: no DEN network, the SMLM image is the target; iterations and checkpoints."""
+    inputs = tiny_job_inputs(saft_env)
+    with session_scope() as s:
+        job = jobs.create_job(
+            s,
+            inputs.user,
+            lr_dataset_id=inputs.lr_dataset_id,
+            smlm_dataset_id=inputs.smlm_dataset_id,
+            sr_model=inputs.sr_model_id,
+            den_model=None,
+            params={"mode": "wsf", "iterations": 2, "tile": 16, "lr": 1e-4},
+        )
+        job_id = job.id
+    assert runner.run_job(job_id) == "succeeded", _job(job_id).error
+    job = _job(job_id)
+    assert (job.iterations_done, job.error) == (2, None)
+    assert job.mode == "wsf"
+    assert _iterations(job_id) == [0, 1, 2]
+    last = torch.load(Storage(saft_env.data_dir).checkpoint_path(job_id, 2), weights_only=True)
+    assert "den" not in last["saft"] and last["saft"]["params"]["mode"] == "wsf"
 
 
 def test_runner_cancel_while_running(saft_env: Any, tiny_job_inputs: Any):

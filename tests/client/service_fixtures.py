@@ -1,6 +1,6 @@
-"""Fixtures of the client tests: a real ``saft serve`` (API + Celery worker + embedded Redis
-over SQLite in a temporary data dir) on a free port, one per test module, with a tiny SR
-model uploaded through the client. Nothing is mocked.
+"""Fixtures of the client and client-CLI tests, a plugin listed in tests/conftest.py: a real
+``saft serve`` (API + Celery worker + embedded Redis over SQLite in a temporary data dir) on a
+free port, one per test module, with a tiny SR model uploaded through the client. No mocks.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 
 from saft_cli.main import _register_service_commands, cli
 from saft_client import SaftClient
-from tests.client.conftest import REPO, Service, free_port, write_stack
+from tests.client.service_fixtures import REPO, Service, free_port, write_stack
 
 pytestmark = pytest.mark.slow
 

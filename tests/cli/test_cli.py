@@ -13,6 +13,7 @@ import tifffile
 import torch
 
 from saft_core.networks import SRConfig, build_sr, save_checkpoint
+from saft_core.recommend import recommend_iteration
 from tests.core.synthetic import filament_stack
 
 
@@ -71,7 +72,8 @@ def test_finetune_then_reconstruct(inputs, tmp_path):
         assert tifffile.imread(run / "previews" / f"iteration_{k:02d}.tif").shape == (128, 128)
     info = json.loads((run / "run.json").read_text())
     assert info["params"]["iterations"] == 2 and info["sigma_used"] == 1.1
-    assert info["recommended_iteration"] in (1, 2)
+    records = torch.load(run / "iteration_02.pth", weights_only=True)["saft"]["records"]
+    assert info["recommended_iteration"] == recommend_iteration(records, final=True)
 
     out, mp4 = tmp_path / "sr.tif", tmp_path / "sr.mp4"
     saft(
