@@ -184,7 +184,7 @@ def test_reconstruction_uses_the_requested_iterations_weights(
     import numpy as np
     import tifffile
 
-    from persistence.models import Dataset, ModelFile
+    from persistence.tables import Dataset, ModelFile
     from saft_core.reconstruct import reconstruct
 
     inputs = tiny_job_inputs(saft_env)

@@ -12,7 +12,7 @@ from sqlalchemy import update
 
 from persistence import jobs
 from persistence.db import session_scope
-from persistence.models import Job, utcnow
+from persistence.tables import Job, utcnow
 from tests.service.conftest import REPO
 from tests.test_compose import worker_healthcheck_script
 
