@@ -1,6 +1,5 @@
 """GET /v1/params: the spec as the dashboard form reads it; ParamsIn follows the same spec."""
 
-# ruff: noqa: F811  (pytest fixtures are imported and then requested as parameters)
 from __future__ import annotations
 
 from typing import Any
@@ -8,10 +7,9 @@ from typing import Any
 import pytest
 
 from saft_core.params import DEFAULT_PRESET, PRESET_PARAMS, PRESETS, SaftParams
-from tests.service.api_fixtures import (  # noqa: F401  (fixtures)
+from tests.service.api_fixtures import (
     Api,
     add_dataset,
-    api,
     error_fields,
     problem,
     stack,
@@ -28,7 +26,7 @@ def test_params_is_public_and_has_the_agreed_shape(api: Api) -> None:
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert set(body) == {"default_preset", "presets", "fields"}
-    assert body["default_preset"] == DEFAULT_PRESET == "reference"
+    assert body["default_preset"] == DEFAULT_PRESET == "adaptive"
     assert list(body["presets"]) == ["reference", "adaptive"]
     names = [f["name"] for f in body["fields"]]
     assert names == [p.name for p in PRESET_PARAMS] and "mode" not in names
@@ -48,7 +46,7 @@ def test_params_describe_the_special_values(api: Api) -> None:
     fields = {f["name"]: f for f in api.client.get("/v1/params").json()["fields"]}
     lr = fields["lr"]
     assert (lr["type"], lr["min"], lr["max"], lr["min_exclusive"]) == ("float", 0, 1e-3, True)
-    assert "optimiser" in lr["help"] and lr["default"] == 1e-5
+    assert "optimiser" in lr["help"] and lr["default"] == PRESETS[DEFAULT_PRESET]["lr"]
     assert fields["sigma"]["special"] == ["auto"] and fields["sigma"]["unit"] == "LR px"
     wpt = fields["windows_per_tile"]
     assert wpt["nullable"] and wpt["special"] == ["auto"] and "every frame" in wpt["null_means"]

@@ -1,7 +1,6 @@
 """Each service concept is declared once: job states (``saft_core.states``) and the
 per-iteration record (``saft_core.record``); every other spelling must agree with them."""
 
-# ruff: noqa: F811  (pytest fixtures are imported and then requested as parameters)
 from __future__ import annotations
 
 import ast
@@ -15,7 +14,7 @@ import pytest
 
 from saft_core import record
 from saft_core.states import ACTIVE_STATES, EVENT_KINDS, FINAL_STATES, JOB_STATES
-from tests.service.api_fixtures import Api, api  # noqa: F401  (fixtures)
+from tests.service.api_fixtures import Api
 
 ROOT = Path(__file__).resolve().parents[2]
 

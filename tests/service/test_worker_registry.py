@@ -1,7 +1,6 @@
 """The workers registry: a real worker reports its device and parts; the API refuses early
 only when live workers lack a needed part; GET /v1/info is for admins."""
 
-# ruff: noqa: F811  (pytest fixtures are imported and then requested as parameters)
 from __future__ import annotations
 
 import time
@@ -11,10 +10,9 @@ from typing import Any
 from persistence.db import session_scope
 from persistence.tables import WorkerRecord, utcnow
 from persistence.workers import register_worker
-from tests.service.api_fixtures import (  # noqa: F401  (fixtures)
+from tests.service.api_fixtures import (
     Api,
     add_dataset,
-    api,
     error_fields,
     problem,
     stack,
