@@ -609,10 +609,12 @@ def render_card(card: dict[str, Any]) -> str:
         "torch thread(s).",
         "- Versions: " + ", ".join(f"{k} {val}" for k, val in card["versions"].items()) + ".",
         "",
-        "## Validation (held-out stack)",
-        f"{v['stack']['frames']} frames of {v['stack']['lr_shape'][0]}x"
-        f"{v['stack']['lr_shape'][1]} LR pixels, condition {v['stack']['condition_name']}, "
-        f"seed {v['stack']['seed']}. Method: {v['method']}.",
+        "## Validation (held-out stacks)",
+        f"{v['stack'].get('stacks', 1)} stack(s) of {v['stack']['frames']} frames of "
+        f"{v['stack']['lr_shape'][0]}x{v['stack']['lr_shape'][1]} LR pixels, condition "
+        f"{v['stack']['condition_name']} (each stack draws its own), seeds "
+        f"{v['stack'].get('seeds', v['stack']['seed'])}; the table gives the mean. "
+        f"Method: {v['method']}.",
         "",
         "| output | PSNR (dB) | SSIM | NRMSE |",
         "| --- | --- | --- | --- |",
@@ -624,6 +626,15 @@ def render_card(card: dict[str, Any]) -> str:
     for name in ("den", "noisy"):
         if name in v:
             lines.append(f"| {name} vs noiseless LR | {v[name]['psnr']:.2f} | | |")
+    per_stack = v.get("per_stack", [])
+    if per_stack:
+        gains = [m["sr"]["psnr"] - m["bicubic"]["psnr"] for m in per_stack]
+        lines += [
+            "",
+            "SR minus bicubic PSNR per held-out stack (dB): "
+            + ", ".join(f"{g:+.2f}" for g in gains)
+            + f" (mean {sum(gains) / len(gains):+.2f}).",
+        ]
     lines += [
         "",
         "## Intended use and limits",

@@ -30,7 +30,6 @@ from saft_core.networks import (
     save_checkpoint_dict,
     training_condition,
 )
-from saft_core.simulate import TRAINING
 
 TINY = SRConfig(nf=8, nb=1, gc=8)
 
@@ -376,10 +375,14 @@ def test_foreign_checkpoints_have_no_training_condition_and_still_load(tmp_path:
 
 
 def test_shipped_weights_state_their_training_condition(tmp_path: Path) -> None:
+    from saft_core.pretraining import TrainConfig, trained_condition
+
     card = json.loads((WEIGHTS_DIR / "card.json").read_text())
-    expected = {"psf_sigma_lr_px": TRAINING.psf_sigma_lr, "pixel_size_um": 0.1}
-    assert card["data"]["condition"]["psf_sigma_lr"] == TRAINING.psf_sigma_lr
+    expected = trained_condition(TrainConfig())  # the broad recipe: a range of PSF widths
+    assert card["data"]["condition_name"] == "BROAD"
+    assert card["data"]["condition"]["psf_sigma_lr"] == expected["psf_sigma_lr_px_range"]
     assert model_training_condition("default") == expected
+    assert load_model("default", "sr").training_condition == expected
     for kind in ("sr", "den"):
         shipped = WEIGHTS_DIR / f"default_{kind}.pth"
         assert model_training_condition(shipped) == expected
