@@ -67,8 +67,18 @@ class Settings(BaseSettings):
         return self.data_dir / "redis.sock"
 
     @property
+    def effective_broker_url(self) -> str:
+        """The configured Redis, or the embedded one's unix socket under the data dir."""
+        return self.broker_url or socket_url(self.redis_socket)
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def socket_url(socket_path: str | Path) -> str:
+    """Celery/kombu URL of a Redis unix socket."""
+    return f"redis+socket://{Path(socket_path).resolve()}"
 
 
 def normalise_database_url(url: str) -> str:

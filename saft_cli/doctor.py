@@ -37,8 +37,8 @@ class Diagnosis:
 
 def diagnose(settings: Any) -> Diagnosis:
     """Collect the report of this machine and the service it is configured for."""
+    from persistence.diagnostics import REQUIRED_PACKAGES, service_report
     from saft_core import capabilities
-    from worker.diagnostics import REQUIRED_PACKAGES, service_report
 
     report = service_report(settings)
     report["build"] = capabilities.torch_build()

@@ -34,7 +34,6 @@ from typing import Any
 from celery import Celery
 
 from persistence.settings import Settings, get_settings
-from worker.embedded import socket_url
 
 TASK_RUN_JOB = "saft.run_job"
 TASK_RUN_RECONSTRUCTION = "saft.run_reconstruction"
@@ -42,7 +41,7 @@ TASK_RUN_RECONSTRUCTION = "saft.run_reconstruction"
 
 def broker_url(settings: Settings) -> str:
     """The configured Redis, or the embedded one's unix socket under the data dir."""
-    return settings.broker_url or socket_url(settings.redis_socket)
+    return settings.effective_broker_url
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

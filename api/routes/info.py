@@ -12,8 +12,8 @@ from fastapi import APIRouter
 
 from api.deps import SettingsDep, UserDep
 from api.problems import Problem, problem_responses
+from persistence.diagnostics import service_report
 from saft_core.capabilities import NAMES
-from worker.diagnostics import service_report
 
 router = APIRouter(prefix="/v1", tags=["info"], responses=problem_responses(401))
 

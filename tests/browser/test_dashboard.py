@@ -113,7 +113,7 @@ def test_submit_follow_and_reconstruct(
     )
     assert drawn == components, (drawn, components)
     assert {"total", "degradation", "hessian", "sparse", "rotation", "den"} <= set(drawn)
-    assert page.locator("#metric-chart path.line").count() == 3
+    assert page.locator("#metric-chart path.line").count() == 4  # RSE, RSP, decorr., FRC
     rec = job["recommended_iteration"]
     if rec is not None:
         expect(page.locator(f'.iter-card[data-iteration="{rec}"]')).to_have_class(
@@ -211,7 +211,7 @@ def test_invalid_parameter_is_shown_next_to_its_field(
     page.get_by_role("button", name="Upload and submit").click()
     # The API's own message, under the ksize input, which is marked invalid and focused.
     ksize_error = page.locator('[data-field="params.ksize"] .field-error')
-    expect(ksize_error).to_have_text("ksize must be an odd integer from 3 to 31, got 4")
+    expect(ksize_error).to_have_text("ksize must be an odd integer from 3 to 31 LR px, got 4")
     ksize = page.get_by_label("RSF kernel size (ksize)")
     expect(ksize).to_have_attribute("aria-invalid", "true")
     expect(ksize).to_be_focused()
@@ -250,7 +250,8 @@ def test_form_is_built_from_the_parameter_spec(
     expect(page.locator('[data-field="params.lr"] .hint')).to_have_text("(0, 1e-3]")
     expect(page.locator('[data-field="params.iterations"] .hint')).to_have_text("1–50")
     background = page.locator("#f-background option")
-    expect(background).to_have_count(3)
+    (bg_field,) = [f for f in params_spec["fields"] if f["name"] == "background"]
+    expect(background).to_have_count(len(bg_field["choices"]))
     page.locator("details.advanced summary").click()
     ARTIFACTS.mkdir(exist_ok=True)
     page.set_viewport_size({"width": VIEWPORT["width"], "height": 1400})
@@ -265,30 +266,30 @@ def test_preset_fills_the_form_and_the_job_stores_its_values(
     tiny_sr_model: dict[str, Any],
     lr_tiff: Path,
 ) -> None:
-    """Choosing "adaptive" fills the form from GET /v1/params; the request carries the preset
-    and only the fields the user changed, and the stored job is the service's own resolution
-    of the preset."""
+    """The form opens on the default preset; choosing "reference" fills it from GET
+    /v1/params; the request carries the preset and only the fields the user changed, and the
+    stored job is the service's own resolution of the preset."""
     from playwright.sync_api import expect
 
-    from saft_core.params import SaftParams
+    from saft_core.params import DEFAULT_PRESET, SaftParams
 
     sign_in(page, service)
     preset = page.get_by_label("Preset")
-    expect(preset).to_have_value("reference")
-    expect(page.get_by_label("SR learning rate (SRlr)")).to_have_value("1e-5")
-    page.locator("details.advanced summary").click()
-    expect(page.get_by_label("Weight averaging (EMA)")).to_have_value("0")
-    page.get_by_label("Haze level").fill("0.7")  # changed, then replaced by the preset's
-    preset.select_option("adaptive")
+    expect(preset).to_have_value(DEFAULT_PRESET)
     expect(page.get_by_label("SR learning rate (SRlr)")).to_have_value("1e-3")
+    page.locator("details.advanced summary").click()
+    expect(page.get_by_label("Weight averaging (EMA)")).to_have_value("0.95")
+    page.get_by_label("Haze level").fill("0.7")  # changed, then replaced by the preset's
+    preset.select_option("reference")
+    expect(page.get_by_label("SR learning rate (SRlr)")).to_have_value("1e-5")
     for label, value in [
-        ("Consistency level", "0.1"),
-        ("Weight averaging (EMA)", "0.95"),
-        ("Warm-up steps", "30"),
-        ("Haze level", "0.3"),
-        ("Training tile", "32"),
-        ("Windows per tile", "4"),
-        ("Background", "map"),
+        ("Consistency level", "1"),
+        ("Weight averaging (EMA)", "0"),
+        ("Warm-up steps", "0"),
+        ("Haze level", "0"),
+        ("Training tile", "64"),
+        ("Windows per tile", "1"),
+        ("Background", "mean"),
     ]:
         expect(page.get_by_label(label)).to_have_value(value)
     # iterations: null in the preset (the service picks it per mode), shown as what it means
@@ -305,21 +306,21 @@ def test_preset_fills_the_form_and_the_job_stores_its_values(
     iterations.fill("1")
     with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/v1/jobs")) as req:
         page.get_by_role("button", name="Upload and submit").click()
-    assert req.value.post_data_json["params"] == {"preset": "adaptive", "iterations": 1}
+    assert req.value.post_data_json["params"] == {"preset": "reference", "iterations": 1}
     page.wait_for_url(re.compile(r"#/jobs/[0-9a-f]+$"))
     job_id = page.url.rsplit("/", 1)[1]
     service.client.post(f"/v1/jobs/{job_id}/cancel")  # its parameters are what is tested
     job = service.client.get(f"/v1/jobs/{job_id}").json()
-    assert job["params"] == SaftParams.preset("adaptive", iterations=1).to_dict()
+    assert job["params"] == SaftParams.preset("reference", iterations=1).to_dict()
 
     # The job page lists the new values.
     params = page.locator("dl.params")
     for name, value in [
-        ("weight averaging (EMA)", "0.95"),
-        ("warm-up steps", "30"),
-        ("haze level", "0.3"),
-        ("background", "map"),
-        ("windows per tile", "4"),
+        ("weight averaging (EMA)", "0"),
+        ("warm-up steps", "0"),
+        ("haze level", "0"),
+        ("background", "mean"),
+        ("windows per tile", "1"),
     ]:
         expect(params.locator(f'dt:text-is("{name}") + dd')).to_have_text(value)
 
@@ -334,7 +335,7 @@ def test_preset_fills_the_form_and_the_job_stores_its_values(
     before = job_count(service)
     page.get_by_role("button", name="Upload and submit").click()
     ema_error = page.locator('[data-field="params.ema"] .field-error')
-    expect(ema_error).to_contain_text("ema must be a number in [0, 1)")
+    expect(ema_error).to_contain_text("ema must be in [0, 1), got 1.5")
     expect(ema_error).to_be_visible()
     assert job_count(service) == before
     assert page.problems == []

@@ -13,6 +13,7 @@ import tifffile
 import torch
 
 from saft_core.networks import SRConfig, build_sr, save_checkpoint
+from saft_core.psf import estimate_psf_sigma
 from saft_core.recommend import recommend_iteration
 from tests.core.synthetic import filament_stack
 
@@ -71,7 +72,11 @@ def test_finetune_then_reconstruct(inputs, tmp_path):
         assert (run / "previews" / f"iteration_{k:02d}.png").is_file()
         assert tifffile.imread(run / "previews" / f"iteration_{k:02d}.tif").shape == (128, 128)
     info = json.loads((run / "run.json").read_text())
-    assert info["params"]["iterations"] == 2 and info["sigma_used"] == 1.1
+    # the default sigma is "auto": the stack's own PSF estimate, recorded as used
+    assert info["params"]["iterations"] == 2 and info["params"]["sigma"] == "auto"
+    lr_stack = tifffile.imread(inputs / "lr.tif").astype("float32")
+    assert info["sigma_used"] == pytest.approx(estimate_psf_sigma(lr_stack / lr_stack.max()))
+    assert {"frc_resolution", "fidelity"} <= set(rows[0])
     records = torch.load(run / "iteration_02.pth", weights_only=True)["saft"]["records"]
     assert info["recommended_iteration"] == recommend_iteration(records, final=True)
 

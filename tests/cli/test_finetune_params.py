@@ -12,7 +12,7 @@ import tifffile
 from click.testing import CliRunner, Result
 
 from saft_cli.main import cli
-from saft_core.params import PRESETS, SaftParams
+from saft_core.params import DEFAULT_PRESET, PRESETS, SaftParams
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +63,8 @@ def test_adaptive_preset_is_recorded_with_every_value(inputs: Path, tmp_path: Pa
     assert (run / "iteration_01.pth").is_file()
 
 
-def test_without_a_preset_the_reference_defaults_apply(inputs: Path, tmp_path: Path) -> None:
-    """Options default to None so a preset can fill them; unset, the reference values stay."""
+def test_without_a_preset_the_default_preset_applies(inputs: Path, tmp_path: Path) -> None:
+    """Options default to None so a preset can fill them; unset, DEFAULT_PRESET's values stay."""
     run = tmp_path / "run"
     args = ["--iterations", "1", "--tile", "16", "--ema", "0.5", "--warmup", "2"]
     args += ["--background", "mean", "--haze-level", "0.2", "--windows-per-tile", "auto"]
@@ -76,14 +76,16 @@ def test_without_a_preset_the_reference_defaults_apply(inputs: Path, tmp_path: P
         windows_per_tile=None,
     ).to_dict()  # fmt: skip
     assert p == expected
-    assert p["lr"] == 1e-5 and p["consistency_level"] == 1.0 and p["sigma"] == 1.1
+    default = PRESETS[DEFAULT_PRESET]
+    assert p["lr"] == default["lr"] and p["consistency_level"] == default["consistency_level"]
+    assert p["sigma"] == default["sigma"] == "auto"  # the stack's PSF estimate (run.json: sigma)
 
 
-def test_help_states_the_reference_default_and_the_preset_value() -> None:
+def test_help_states_the_default_and_the_other_preset_value() -> None:
     out = CliRunner().invoke(cli, ["finetune", "--help"], terminal_width=200).output
-    assert "[default: 1e-5, adaptive preset: 0.001]" in out
+    assert "[default: 0.001, reference preset: 1e-5]" in out
     assert "--preset [reference|adaptive]" in out
-    assert f"adaptive preset: {PRESETS['adaptive']['ema']:g}" in out
+    assert f"reference preset: {PRESETS['reference']['ema']:g}" in out
     for option in ("--background", "--ema", "--warmup", "--haze-level", "--tile"):
         assert option in out
     assert "--windows-per-tile" in out

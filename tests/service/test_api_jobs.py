@@ -70,7 +70,7 @@ def test_defaults_are_frozen_into_the_job(api: Api, user: ApiUser, lr: str) -> N
 
 
 def test_presets_resolve_into_the_stored_params(api: Api, user: ApiUser, lr: str) -> None:
-    from saft_core.params import PRESETS, SaftParams
+    from saft_core.params import DEFAULT_PRESET, PRESETS, SaftParams
 
     job = submit(api, user, {"lr_dataset": lr, "params": {"preset": "adaptive", "lr": 5e-4}})
     assert job.status_code == 202, job.text
@@ -85,9 +85,12 @@ def test_presets_resolve_into_the_stored_params(api: Api, user: ApiUser, lr: str
     got = api.client.get(f"/v1/jobs/{job.json()['id']}", headers=user.headers).json()
     assert got["params"] == p
 
-    # "reference" is the dataclass defaults, as is no preset at all.
+    # "reference" is the authors' loop; no preset at all is DEFAULT_PRESET (the dataclass).
     ref = submit(api, user, {"lr_dataset": lr, "params": {"preset": "reference"}}).json()
-    assert ref["params"] == SaftParams().to_dict()
+    assert ref["params"] == SaftParams.preset("reference").to_dict()
+    assert ref["params"]["lr"] == 1e-5 and ref["params"]["background"] == "mean"
+    plain = submit(api, user, {"lr_dataset": lr, "params": {}}).json()
+    assert plain["params"] == SaftParams().to_dict() == SaftParams.preset(DEFAULT_PRESET).to_dict()
     # The preset and mode combine: wsf keeps its own iteration default.
     smlm = add_dataset(api, user, stack(1, 128, 128))
     wsf = submit(
@@ -117,7 +120,10 @@ def test_new_params_are_accepted_without_a_preset(api: Api, user: ApiUser, lr: s
     assert p["background"] == "mean" and p["ema"] == 0.5 and p["warmup"] == 7
     assert p["haze_level"] == 2 and p["tile"] == 16
     assert p["windows_per_tile"] is None  # "auto": enough windows to visit every frame
-    assert p["lr"] == 1e-5 and p["consistency_level"] == 1.0  # reference defaults
+    from saft_core.params import DEFAULT_PRESET, PRESETS
+
+    default = PRESETS[DEFAULT_PRESET]  # what no preset means
+    assert p["lr"] == default["lr"] and p["consistency_level"] == default["consistency_level"]
     wpt = submit(api, user, {"lr_dataset": lr, "params": {"windows_per_tile": 3}}).json()
     assert wpt["params"]["windows_per_tile"] == 3
 
@@ -252,7 +258,7 @@ def test_idempotency_key_returns_the_same_job(any_api: Api) -> None:
     same = submit(
         any_api,
         user,
-        {**body, "params": {"iterations": 2, "lr": 1e-5}, "edge_dataset": None},
+        {**body, "params": {"iterations": 2, "lr": 1e-3}, "edge_dataset": None},
         **{"Idempotency-Key": "k-1"},
     )
     assert same.json()["id"] == first.json()["id"]

@@ -69,9 +69,7 @@ def check_broker(settings: Settings, timeout: float = PROBE_TIMEOUT_S) -> str | 
     """None if the broker answers PING within ``timeout`` s, else why not."""
     import redis
 
-    from worker.celery_app import broker_url
-
-    url = broker_url(settings)
+    url = settings.effective_broker_url
     if settings.embedded_broker and not settings.redis_socket.exists():
         return f"the embedded broker is not running (`saft serve` starts it on {url})"
     try:
@@ -140,7 +138,6 @@ def worker_info(
 def service_report(settings: Settings) -> dict[str, Any]:
     """The shared part of ``saft doctor`` and ``GET /v1/info`` (this process's view)."""
     from persistence.workers import all_workers
-    from worker.celery_app import broker_url
 
     db_error = check_database(settings.database_url)
     workers: list[dict[str, Any]] = []
@@ -163,7 +160,7 @@ def service_report(settings: Settings) -> dict[str, Any]:
         "packages": package_versions(),
         "data_dir": {"path": str(settings.data_dir), "error": check_data_dir(settings.data_dir)},
         "database": {"url": redact(settings.database_url), "error": db_error},
-        "broker": {"url": redact(broker_url(settings)), "error": check_broker(settings)},
+        "broker": {"url": redact(settings.effective_broker_url), "error": check_broker(settings)},
         "queue": settings.queue,
         "workers": workers,
         "workers_error": workers_error,
