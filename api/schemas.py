@@ -322,6 +322,7 @@ class IterationOut(_Out):
     rsp: float | None = _described("rsp")
     resolution: float | None = _described("resolution")
     frc_resolution: float | None = _described("frc_resolution")
+    haze_ratio: float | None = _described("haze_ratio")
     seconds: float = _described("seconds")
     recommended: bool
     created_at: datetime
@@ -339,6 +340,7 @@ def iteration_out(it: Iteration, job: Job, root: str = "") -> IterationOut:
         rsp=it.rsp,
         resolution=it.resolution,
         frc_resolution=it.frc_resolution,
+        haze_ratio=it.haze_ratio,
         seconds=it.seconds,
         recommended=job.recommended_iteration == it.iteration,
         created_at=it.created_at,

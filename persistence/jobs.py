@@ -192,6 +192,7 @@ def record_iteration(
     progress: float,
     sigma_used: float | None,
     frc_resolution: float | None = None,
+    haze_ratio: float | None = None,
 ) -> bool:
     """Iteration row + job counters + event, for one commit; False if the claim was lost."""
     res = session.execute(
@@ -220,6 +221,7 @@ def record_iteration(
             rsp=rsp,
             resolution=resolution,
             frc_resolution=frc_resolution,
+            haze_ratio=haze_ratio,
             seconds=seconds,
             checkpoint_path=checkpoint_path,
             preview_png_path=preview_png_path,
@@ -231,6 +233,7 @@ def record_iteration(
         "rsp": rsp,
         "resolution": resolution,
         "frc_resolution": frc_resolution,
+        "haze_ratio": haze_ratio,
         "seconds": seconds,
     }
     add_event(

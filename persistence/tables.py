@@ -183,6 +183,7 @@ class Iteration(Base):
     rsp: Mapped[float | None] = mapped_column(Float)
     resolution: Mapped[float | None] = mapped_column(Float)
     frc_resolution: Mapped[float | None] = mapped_column(Float)
+    haze_ratio: Mapped[float | None] = mapped_column(Float)
     seconds: Mapped[float] = mapped_column(Float)
     checkpoint_path: Mapped[str] = mapped_column(String(512))
     preview_png_path: Mapped[str] = mapped_column(String(512))

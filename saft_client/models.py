@@ -199,6 +199,7 @@ class Iteration:
     rsp: float | None
     resolution: float | None  # decorrelation, SR px
     frc_resolution: float | None  # FRC of even vs odd frames, SR px (what the stop rule judges)
+    haze_ratio: float | None  # SR where the pretrained output is empty / on structure (guarded)
     seconds: float
     recommended: bool
     created_at: datetime | None
@@ -222,6 +223,7 @@ class Iteration:
             rsp=_opt_float(d.get("rsp")),
             resolution=_opt_float(d.get("resolution")),
             frc_resolution=_opt_float(d.get("frc_resolution")),
+            haze_ratio=_opt_float(d.get("haze_ratio")),
             seconds=float(d.get("seconds") or 0.0),
             recommended=bool(d.get("recommended", False)),
             created_at=parse_time(d.get("created_at")),

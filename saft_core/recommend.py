@@ -6,7 +6,8 @@ iteration shows (the degradation term, on the same fixed windows every iteration
 An iteration is allowed unless its RSE vs the LR frame exceeds ``RSE_GUARD`` (1.1) times the
 pretrained model's (it fits by adding artifacts) or it lost resolution: FRC resolution above
 ``FRC_GUARD`` (1.1) times the pretrained model's, or, in records without FRC, decorrelation
-resolution above ``DECORRELATION_GUARD`` (1.25) times. The run has stalled when, over the last
+resolution above ``DECORRELATION_GUARD`` (1.25) times, or it added haze: ``haze_ratio`` more
+than ``HAZE_GUARD`` (0.03) above the pretrained model's. The run has stalled when, over the last
 ``PATIENCE`` (3) iterations, the lowest allowed loss improved by at most ``STALL_REL`` (3%) of
 the total improvement (first loss - lowest), and the last step (to an allowed iteration) fell
 by no more. Then, and at the end of every run, the recommendation is the latest allowed
@@ -36,6 +37,10 @@ NEAR = 0.02  # losses this close (fraction of the total improvement) count as eq
 RSE_GUARD = 1.1
 FRC_GUARD = 1.1
 DECORRELATION_GUARD = 1.25
+# Haze (record ``haze_ratio``: SR where the pretrained output is empty / SR on its structure)
+# may grow by at most this much over the pretrained network's: the fit to out-of-focus light
+# and background must not be bought with haze in the SR image.
+HAZE_GUARD = 0.03
 
 
 def recommend_iteration(records: Sequence[dict[str, Any]], *, final: bool = False) -> int | None:
@@ -86,12 +91,16 @@ def _guard(by_iter: dict[int, dict[str, Any]]):
     base_rse = _num(base.get("rse"))
     base_frc = _num(base.get("frc_resolution"))
     base_dec = _num(base.get("resolution"))
+    base_haze = _num(base.get("haze_ratio"))
 
     def allowed(k: int) -> bool:
         r = by_iter[k]
         if k == 0:
             return True
         if not _within(r.get("rse"), base_rse, RSE_GUARD):
+            return False
+        haze = _num(r.get("haze_ratio"))
+        if base_haze is not None and haze is not None and haze > base_haze + HAZE_GUARD:
             return False
         if base_frc is not None and _num(r.get("frc_resolution")) is not None:
             return _within(r.get("frc_resolution"), base_frc, FRC_GUARD)

@@ -134,6 +134,15 @@ FIELDS: tuple[RecordField, ...] = (
         "single frame",
         optional=True,
     ),
+    RecordField(
+        "haze_ratio",
+        "metric",
+        float,
+        "",
+        "mean SR of frame 0 where the pretrained output is empty / mean SR on its structure: "
+        "haze the fine-tuning added (no ground truth needed)",
+        optional=True,
+    ),
     RecordField("seconds", "metric", float, "s", "wall-clock time of the iteration"),
 )
 

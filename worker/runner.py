@@ -173,6 +173,7 @@ def _finetune(job_id: str, worker: str, settings: Settings, control: Control) ->
                 rsp=_num(result.rsp),
                 resolution=_num(result.resolution),
                 frc_resolution=_num(result.frc_resolution),
+                haze_ratio=_num(result.haze_ratio),
                 seconds=float(result.seconds),
                 checkpoint_path=storage.relative(files.checkpoint(k)),
                 preview_png_path=storage.relative(files.preview_png(k)),

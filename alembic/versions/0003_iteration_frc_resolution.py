@@ -1,4 +1,4 @@
-"""iterations.frc_resolution: the FRC resolution the stop rule judges
+"""iterations.frc_resolution and haze_ratio: what the stop rule guards
 
 Revision ID: 0003
 Revises: 0002
@@ -22,9 +22,11 @@ def upgrade() -> None:
     """Upgrade schema."""
     with op.batch_alter_table('iterations') as batch:
         batch.add_column(sa.Column('frc_resolution', sa.Float(), nullable=True))
+        batch.add_column(sa.Column('haze_ratio', sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
     """Downgrade schema."""
     with op.batch_alter_table('iterations') as batch:
+        batch.drop_column('haze_ratio')
         batch.drop_column('frc_resolution')

@@ -21,6 +21,7 @@ class IterationResult:
     rsp: float | None
     resolution: float | None  # decorrelation, SR pixels
     frc_resolution: float | None  # FRC of even vs odd frames, SR pixels (None: one frame)
+    haze_ratio: float | None  # SR where the pretrained output is empty / on its structure
     sigma: float | None  # RSF sigma used, LR pixels (None in SAFT-WSF)
     preview: np.ndarray  # SR frame 0, normalised intensities, (sH, sW) float32
     checkpoint: dict[str, Any]

@@ -33,6 +33,11 @@ INFERENCE_TILE = 128
 INFERENCE_OVERLAP = 24
 FRC_FRAMES = 8  # frames (half even, half odd) whose SR outputs the FRC compares
 FRC_CROP = 96  # LR px: side of the central window the FRC is measured on
+# haze_ratio: structure is above HAZE_STRUCTURE x the pretrained peak; empty is farther than
+# HAZE_MARGIN_SR_PX from anything above HAZE_EMPTY x that peak.
+HAZE_STRUCTURE = 0.25
+HAZE_EMPTY = 0.02
+HAZE_MARGIN_SR_PX = 4
 
 ProgressFn = Callable[[int, int, dict[str, Any]], None]
 
@@ -105,6 +110,7 @@ class TrainingRun:
         )
         self.step: TrainingStep = TrainingStep()
         self.records: list[dict[str, Any]] = []
+        self.haze_masks: tuple[np.ndarray, ...] | None = None  # (empty, structure), SR grid
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
 
     @property
@@ -189,6 +195,7 @@ class TrainingRun:
         else:
             metrics = {"rse": None, "rsp": None, "resolution": None}
         metrics["frc_resolution"] = self.frc_resolution()
+        metrics["haze_ratio"] = self.haze_ratio(preview)
         result = IterationResult(
             iteration=k,
             losses=step_losses,
@@ -201,6 +208,22 @@ class TrainingRun:
         self.records.append(result.record())
         result.checkpoint["saft"]["records"] = list(self.records)
         return result
+
+    def haze_ratio(self, preview: np.ndarray) -> float | None:
+        """Mean SR (frame 0) where the pretrained output is empty / mean SR on its structure.
+
+        Why: fitting the LR data ever better, a network can paint out-of-focus light and
+        background into the SR image as haze; the pretrained network's output (structure
+        only) says where nothing should be, so haze growth is measured without a truth."""
+        if self.haze_masks is None:  # from the frozen (pretrained) network: resume-safe
+            self.haze_masks = background_masks(self.infer(self.frozen, slice(0, 1))[0, 0]) or ()
+        if not self.haze_masks:
+            return None
+        empty, structure = self.haze_masks
+        on_structure = float(preview[structure].mean())
+        if on_structure <= 0:
+            return None
+        return _finite_or_none(float(preview[empty].mean()) / on_structure)
 
     def frc_resolution(self) -> float | None:
         """FRC resolution (SR px) of the shown network: its SR of the even vs the odd frames
@@ -222,6 +245,21 @@ class TrainingRun:
         except Exception:  # noqa: BLE001 - metrics are advisory
             log.warning("FRC resolution failed", exc_info=True)
             return None
+
+
+def background_masks(sr: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(empty, structure) masks of an SR frame: far from anything above 2% of its peak,
+    and above 25% of it; None when either is missing (a blank or a filled frame)."""
+    from scipy.ndimage import binary_dilation
+
+    peak = float(np.percentile(sr, 99.9))
+    if peak <= 0:
+        return None
+    structure = sr > HAZE_STRUCTURE * peak
+    empty = ~binary_dilation(sr > HAZE_EMPTY * peak, iterations=HAZE_MARGIN_SR_PX)
+    if not structure.any() or empty.mean() < 0.05:
+        return None
+    return empty, structure
 
 
 def tile_origins(height: int, width: int, tile: int) -> list[tuple[int, int]]:

@@ -33,7 +33,8 @@ def _run(data, params, **kw):
 
 
 def test_callbacks_previews_and_loss_falls(data):
-    params = SaftParams(iterations=6, lr=1e-3, tile=16)
+    # the reference loop with the gain + offset fit (no haze term), at a rate that moves it
+    params = SaftParams.preset("reference", iterations=6, lr=1e-3, tile=16, background="fit")
     seen = []
     summary = _run(data, params, on_iteration=seen.append)
     assert [r.iteration for r in seen] == list(range(7))

@@ -15,9 +15,12 @@ from saft_core.params import DEFAULT_PRESET, PRESETS, SPEC, SPEC_BY_NAME, SaftPa
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_defaults_follow_reference():
+def test_defaults_follow_the_default_preset_and_reference_is_the_authors_loop():
     p = SaftParams().validate()
-    assert (p.n_iterations, p.lr, p.sigma, p.ksize) == (5, 1e-5, 1.1, 5)
+    assert p == SaftParams.preset(DEFAULT_PRESET) == SaftParams.preset("adaptive")
+    assert (p.n_iterations, p.lr, p.sigma, p.ksize) == (5, 1e-3, "auto", 5)
+    r = SaftParams.preset("reference")
+    assert (r.lr, r.sigma, r.ksize, r.background, r.consistency_level) == (1e-5, 1.1, 5, "mean", 1)
     assert SaftParams(mode="wsf").n_iterations == 3
     assert p.to_dict()["iterations"] == 5
 
@@ -61,7 +64,7 @@ def test_from_dict_rejects_unknown_keys_and_round_trips():
 
 
 def test_presets_fill_defaults_and_explicit_values_win():
-    assert SaftParams.preset("reference") == SaftParams()
+    assert SaftParams.preset(DEFAULT_PRESET) == SaftParams()
     a = SaftParams.preset("adaptive", lr=5e-4)
     assert (a.lr, a.ema, a.warmup, a.background, a.tile) == (5e-4, 0.95, 30, "map", 32)
     assert (a.consistency_level, a.haze_level, a.windows_per_tile) == (0.1, 0.3, 4)
@@ -75,13 +78,13 @@ def test_presets_fill_defaults_and_explicit_values_win():
     assert err.value.field == "ema"
 
 
-def test_reference_defaults_switch_every_addition_off():
-    p = SaftParams()
+def test_reference_switches_every_addition_off():
+    p = SaftParams.preset("reference")
     assert (p.ema, p.warmup, p.haze_level, p.windows_per_tile) == (0.0, 0, 0.0, 1)
 
 
 def test_background_mode_is_validated():
-    assert SaftParams().background == "fit"
+    assert SaftParams().background == "map"
     assert SaftParams(background="map").validate().background == "map"
     with pytest.raises(InvalidParameterError) as err:
         SaftParams(background="subtract").validate()

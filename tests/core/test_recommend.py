@@ -193,3 +193,17 @@ def test_bench_run_whose_gain_came_late_is_recommended_at_its_end():
     )
     assert online(recs) is None
     assert recommend_iteration(recs, final=True) == 5
+
+
+def test_haze_guard_stops_before_the_sr_image_paints_background() -> None:
+    """Fidelity keeps improving as the network paints out-of-focus light as haze: the
+    recommendation stays at the last iteration before the haze grew (no ground truth)."""
+    fidelity = [0.054, 0.048, 0.032, 0.025, 0.021, 0.019, 0.018]
+    haze = [0.001, 0.006, 0.050, 0.100, 0.120, 0.127, 0.134]
+    records = [
+        {"iteration": k, "fidelity": f, "haze_ratio": h}
+        for k, (f, h) in enumerate(zip(fidelity, haze, strict=True))
+    ]
+    assert recommend_iteration(records, final=True) == 1
+    without = [{k: v for k, v in r.items() if k != "haze_ratio"} for r in records]
+    assert recommend_iteration(without, final=True) == 6  # the check has teeth

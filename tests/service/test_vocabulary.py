@@ -128,7 +128,14 @@ def test_no_python_module_spells_the_state_lists_again() -> None:
 def test_record_declaration() -> None:
     assert record.csv_columns("saft")[:2] == ["iteration", "total"]
     assert record.csv_columns("wsf") == ["iteration", "total", "wsf", *record.METRIC_NAMES]
-    assert record.METRIC_NAMES == ("rse", "rsp", "resolution", "frc_resolution", "seconds")
+    assert record.METRIC_NAMES == (
+        "rse",
+        "rsp",
+        "resolution",
+        "frc_resolution",
+        "haze_ratio",
+        "seconds",
+    )
     assert len(record.BY_NAME) == len(record.FIELDS)  # names are unique
     assert record.BY_NAME["resolution"].unit == "SR pixels"
 
@@ -149,12 +156,19 @@ def test_iteration_result_record_and_csv_header_follow_the_declaration(tmp_path:
             rsp=0.9,
             resolution=3.0,
             frc_resolution=2.5,
+            haze_ratio=0.01,
             sigma=None,
             preview=np.zeros((4, 4), np.float32),
             checkpoint={},
         )
         row = result.record()
-        metrics = {"rse": 1.0, "rsp": 0.9, "resolution": 3.0, "frc_resolution": 2.5}
+        metrics = {
+            "rse": 1.0,
+            "rsp": 0.9,
+            "resolution": 3.0,
+            "frc_resolution": 2.5,
+            "haze_ratio": 0.01,
+        }
         assert row == record.make_record(1, losses, metrics, seconds=1.23456)
         assert list(row) == record.csv_columns(mode)
         run = RunDir(tmp_path / mode, mode)
