@@ -149,6 +149,7 @@ def _iteration_table(client: SaftClient, job: Job) -> str:
             ("* " if it.recommended else "  ") + str(it.iteration),
             _num(it.losses.get("fidelity")),
             _num(it.frc_resolution, 3),
+            _num(it.haze_ratio, 3),
             _num(it.total_loss),
             _num(it.rse),
             _num(it.rsp),
@@ -157,10 +158,11 @@ def _iteration_table(client: SaftClient, job: Job) -> str:
         ]
         for it in its
     ]
-    header = ["  it", "fidelity", "FRC res.", "total loss", "RSE", "RSP", "decorr.", "seconds"]
+    header = ["  it", "fidelity", "FRC res.", "haze", "total loss", "RSE", "RSP", "decorr.", "s"]
     return _table(header, rows) + (
         "\n(* recommended: the stop rule judges the fidelity (lower is better) and guards FRC "
-        "resolution and RSE; RSE/RSP vs the LR frame; resolutions in SR px)"
+        "resolution, haze (SR where the pretrained output is empty / on structure) and RSE; "
+        "RSE/RSP vs the LR frame; resolutions in SR px)"
     )
 
 

@@ -24,6 +24,8 @@ const METRIC_SERIES = [
   ["resolution", "decorrelation res. (SR px)", "#009e73"],
   // The resolution the recommendation guards: FRC of even vs odd frames (not fooled by texture).
   ["frc_resolution", "FRC res. (SR px, guarded)", "#cc79a7"],
+  // Haze the fine-tuning added: SR where the pretrained output is empty / on its structure.
+  ["haze_ratio", "haze ratio (guarded)", "#d62728"],
 ];
 
 export const chartMethods = {
@@ -98,7 +100,7 @@ export const chartMethods = {
         highlight,
         panelHeight: 62,
         panels: METRIC_SERIES.map(([key, name, color]) => ({
-          label: { resolution: "decorr.", frc_resolution: "FRC" }[key] || name,
+          label: { resolution: "decorr.", frc_resolution: "FRC", haze_ratio: "haze" }[key] || name,
           log: false,
           series: [
             {
@@ -115,7 +117,7 @@ export const chartMethods = {
   },
 
   renderTable(series) {
-    const head = ["iteration", ...series.map((s) => s.name), "RSE", "RSP", "decorr. res.", "FRC res.", "seconds"];
+    const head = ["iteration", ...series.map((s) => s.name), "RSE", "RSP", "decorr. res.", "FRC res.", "haze ratio", "seconds"];
     const rows = this.iterations.map((it) =>
       h(
         "tr",
@@ -126,6 +128,7 @@ export const chartMethods = {
         h("td", {}, formatNumber(it.rsp)),
         h("td", {}, formatNumber(it.resolution)),
         h("td", {}, formatNumber(it.frc_resolution)),
+        h("td", {}, formatNumber(it.haze_ratio)),
         h("td", {}, formatNumber(it.seconds)),
       ),
     );

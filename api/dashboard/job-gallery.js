@@ -93,6 +93,7 @@ export const galleryMethods = {
     const rows = [];
     if (Number.isFinite(it.losses?.total)) rows.push(["total loss", it.losses.total]);
     rows.push(["fidelity", it.losses?.fidelity], ["FRC res.", it.frc_resolution]);
+    rows.push(["haze ratio", it.haze_ratio]);
     rows.push(["RSE", it.rse], ["RSP", it.rsp], ["decorr. res.", it.resolution]);
     $("dl", card).replaceChildren(
       ...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, formatNumber(v))]),
