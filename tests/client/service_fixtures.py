@@ -52,6 +52,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def serve_env() -> dict[str, str]:
+    """This process's environment without SAFT_* settings, one torch thread, this checkout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAFT_")}
+    env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def start_serve(data_dir: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    """``saft serve`` with defaults only, in its own session (SIGINT stops it in order)."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "saft_cli.main", "serve", "--data-dir", str(data_dir),
+             "--port", str(port)],
+            cwd=REPO, env=serve_env(), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+
 def _wait_for(check: Callable[[], bool], timeout: float, what: str, log: Callable[[], str]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -66,15 +85,7 @@ def service() -> Iterator[Service]:
     """``saft serve`` in a short /tmp dir (the broker's unix socket path must be short)."""
     tmp = Path(tempfile.mkdtemp(prefix="saftc-", dir="/tmp"))
     data, log_path, port = tmp / "d", tmp / "serve.log", free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAFT_")}
-    env["OMP_NUM_THREADS"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "saft_cli.main", "serve", "--data-dir", str(data),
-             "--port", str(port)],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    proc = start_serve(data, port, log_path)
     url = f"http://127.0.0.1:{port}"
 
     def read_log() -> str:
