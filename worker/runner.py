@@ -101,10 +101,9 @@ def run_job(job_id: str, settings: Settings | None = None) -> str:
     """Claim and run one job; returns the outcome (a final state, "skipped" or "lost")."""
     settings = settings or get_settings()
     worker = worker_name()
-    with session_scope() as s:
-        if not claim_job(s, job_id, worker):
-            log.info("job %s is not queued (already taken, cancelled or gone): skipped", job_id)
-            return "skipped"
+    not_queued = "job %s is not queued (already taken, cancelled or gone)"
+    if not _claim(claim_job, job_id, worker, not_queued):
+        return "skipped"
     with job_log(job_id, Storage(settings.data_dir).job_dir(job_id) / JOB_LOG):
         log.info("job %s claimed by %s", job_id, worker)
         ran = _run_claimed(Job, job_id, worker, settings, _finetune)
@@ -114,6 +113,15 @@ def run_job(job_id: str, settings: Settings | None = None) -> str:
             finish_job(s, job_id, "succeeded", worker=worker, recommended_iteration=ran.value)
         log.info("job %s succeeded", job_id)
         return "succeeded"
+
+
+def _claim(claim: Callable[[Any, str, str], bool], task_id: str, worker: str, why: str) -> bool:
+    """Claim the queued row for this worker; if it is not queued, log ``why`` and skip."""
+    with session_scope() as s:
+        if claim(s, task_id, worker):
+            return True
+    log.info(why + ": skipped", task_id)
+    return False
 
 
 @dataclass
@@ -272,10 +280,8 @@ def run_reconstruction(recon_id: str, settings: Settings | None = None) -> str:
     """Claim and run one reconstruction; returns the outcome as ``run_job``."""
     settings = settings or get_settings()
     worker = worker_name()
-    with session_scope() as s:
-        if not claim_reconstruction(s, recon_id, worker):
-            log.info("reconstruction %s is not queued: skipped", recon_id)
-            return "skipped"
+    if not _claim(claim_reconstruction, recon_id, worker, "reconstruction %s is not queued"):
+        return "skipped"
     ran = _run_claimed(Reconstruction, recon_id, worker, settings, _reconstruct)
     if isinstance(ran, str):
         return ran
