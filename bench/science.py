@@ -155,6 +155,22 @@ def _finetune_scored(
     return summary, rows, shown
 
 
+def _crops(
+    crop: Callable[[np.ndarray], list[list[float]]],
+    x: np.ndarray,
+    bic: np.ndarray,
+    shown: dict[int, np.ndarray],
+    rec: int,
+) -> dict[str, list[list[float]]]:
+    """The figure's crops of frame 0: input (nearest, 4x), bicubic, pretrained, recommended."""
+    return {
+        "input": crop(np.kron(x[0], np.ones((4, 4), np.float32))),
+        "bicubic": crop(bic[0]),
+        "pretrained": crop(shown[0]),
+        "recommended": crop(shown[rec]),
+    }
+
+
 # -- one simulated condition -------------------------------------------------------------------
 
 
@@ -193,13 +209,7 @@ def run_condition(
         "seconds": time.perf_counter() - t0,
         "bicubic": score(bic, sim.gt),
         "rows": rows,
-        "crops": {
-            "input": _crop(np.kron(x[0], np.ones((4, 4), np.float32))),
-            "bicubic": _crop(bic[0]),
-            "pretrained": _crop(shown[0]),
-            "recommended": _crop(shown[rec]),
-            "truth": _crop(sim.gt[0]),
-        },
+        "crops": {**_crops(_crop, x, bic, shown, rec), "truth": _crop(sim.gt[0])},
     }
 
 
@@ -277,13 +287,7 @@ def real_microtubule(variant: str, iterations: int) -> dict[str, Any]:
         "sigma": summary.sigma,
         "bicubic": storm_agreement(bic[window], storm),
         "rows": rows,
-        "crops": {
-            "input": crop(np.kron(x[0], np.ones((4, 4), np.float32))),
-            "bicubic": crop(bic[0]),
-            "pretrained": crop(shown[0]),
-            "recommended": crop(shown[rec]),
-            "STORM": crop(storm_full),
-        },
+        "crops": {**_crops(crop, x, bic, shown, rec), "STORM": crop(storm_full)},
     }
 
 
