@@ -15,10 +15,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -29,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.client.service_fixtures import free_port, start_serve
+from tests.client.service_fixtures import free_port, start_serve, stop_serve
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -155,14 +152,7 @@ def service() -> Iterator[Service]:
     finally:
         if client is not None:
             client.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_serve(proc)
         shutil.rmtree(root, ignore_errors=True)
 
 

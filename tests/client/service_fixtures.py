@@ -71,6 +71,19 @@ def start_serve(data_dir: Path, port: int, log_path: Path) -> subprocess.Popen[b
         )  # fmt: skip
 
 
+def stop_serve(proc: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C (serve stops its worker and broker in order); its whole session killed after 60 s."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def _wait_for(check: Callable[[], bool], timeout: float, what: str, log: Callable[[], str]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -106,13 +119,7 @@ def service() -> Iterator[Service]:
         key = (data / "admin-api-key").read_text().strip()
         yield Service(url=url, key=key, data_dir=data, log_path=log_path)
     finally:
-        proc.send_signal(signal.SIGINT)  # serve stops its worker and broker in order
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_serve(proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
