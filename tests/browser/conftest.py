@@ -18,8 +18,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import pytest
 
 from tests.client.service_fixtures import free_port, start_serve, stop_serve
+from tests.service.api_fixtures import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -43,20 +43,10 @@ ARTIFACTS = REPO / "test-artifacts"
 INSTALL_HINT = "install it with: bash scripts/install-browser.sh"
 
 
-def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-
-
 def wait_js(page: Any, expression: str, timeout: float, what: str) -> Any:
     """Poll a JS function in the page. (``page.wait_for_function`` evaluates its predicate
     with eval(), which the dashboard's Content-Security-Policy rightly refuses.)"""
-    return wait_until(lambda: page.evaluate(expression), timeout, what, interval=0.25)
+    return wait_for(lambda: page.evaluate(expression), timeout, what, poll=0.25)
 
 
 # ---- browser ----------------------------------------------------------------------------
@@ -143,10 +133,10 @@ def service() -> Iterator[Service]:
             except httpx.HTTPError:
                 return False
 
-        wait_until(healthy, 120, "saft serve to answer /healthz")
+        wait_for(healthy, 120, "saft serve to answer /healthz")
         key_file = data_dir / "admin-api-key"
-        key = wait_until(lambda: key_file.is_file() and key_file.read_text().strip(), 30, "key")
-        wait_until(lambda: " ready." in log_path.read_text(), 120, "the Celery worker")
+        key = wait_for(lambda: key_file.is_file() and key_file.read_text().strip(), 30, "key")
+        wait_for(lambda: " ready." in log_path.read_text(), 120, "the Celery worker")
         client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
         yield Service(url, key, data_dir, log_path, proc, client)
     finally:
