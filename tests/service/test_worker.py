@@ -18,6 +18,7 @@ from persistence.db import session_scope
 from persistence.storage import Storage
 from persistence.tables import Iteration, Job, JobEvent, Reconstruction
 from saft_core.recommend import recommend_iteration
+from tests.client.service_fixtures import free_port, start_serve
 from tests.service.api_fixtures import wait_for
 from worker import queue, runner
 
@@ -319,25 +320,14 @@ def test_saft_serve_embedded_default(short_tmp: Any, monkeypatch: pytest.MonkeyP
     """API + one worker + embedded Redis over SQLite, no configuration; Ctrl-C stops all."""
     import os
     import signal
-    import socket
     import subprocess
-    import sys
     import urllib.request
 
     pytest.importorskip("api.main")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAFT_")}
-    env["OMP_NUM_THREADS"] = "1"
+    port = free_port()
     data = short_tmp / "d"
     log_path = short_tmp / "serve.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "saft_cli.main", "serve", "--data-dir", str(data),
-             "--port", str(port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    proc = start_serve(data, port, log_path)
     try:
 
         def healthy() -> bool:
@@ -391,19 +381,10 @@ def test_killed_serve_leaves_no_orphan_worker_or_broker(short_tmp: Any):
     """SIGKILL on serve: the kernel stops its worker and Redis (no orphan burning a CPU)."""
     import os
     import signal
-    import subprocess
-    import sys
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAFT_")}
-    env["OMP_NUM_THREADS"] = "1"
     data = short_tmp / "k"
     log_path = short_tmp / "serve-kill.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "saft_cli.main", "serve", "--data-dir", str(data),
-             "--port", "0"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    proc = start_serve(data, 0, log_path)
     worker_tag = f"saft0-{proc.pid}@"
     try:
         wait_for(lambda: " ready." in log_path.read_text(), 90, "the worker")
