@@ -188,17 +188,7 @@ def test_reconstruction_uses_the_requested_iterations_weights(
 def test_runner_wsf_job_trains_against_the_smlm_image(saft_env: Any, tiny_job_inputs: Any):
     """SAFT-WSF: no DEN network, the SMLM image is the target; iterations and checkpoints."""
     inputs = tiny_job_inputs(saft_env)
-    with session_scope() as s:
-        job = jobs.create_job(
-            s,
-            inputs.user,
-            lr_dataset_id=inputs.lr_dataset_id,
-            smlm_dataset_id=inputs.smlm_dataset_id,
-            sr_model=inputs.sr_model_id,
-            den_model=None,
-            params={"mode": "wsf", "iterations": 2, "tile": 16, "lr": 1e-4},
-        )
-        job_id = job.id
+    job_id = _create_job(inputs, smlm=True, mode="wsf")
     assert runner.run_job(job_id) == "succeeded", _job(job_id).error
     job = _job(job_id)
     assert (job.iterations_done, job.error) == (2, None)
