@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,46 @@ def score(sr: np.ndarray, gt: np.ndarray) -> dict[str, float | None]:
     }
 
 
+def _finetune_scored(
+    lr: np.ndarray,
+    edges: np.ndarray,
+    params: SaftParams,
+    x: np.ndarray,
+    e: np.ndarray,
+    figures: Callable[[Any, np.ndarray], dict[str, Any]],
+) -> tuple[Any, list[dict[str, Any]], dict[int, np.ndarray]]:
+    """Fine-tune the default models, super-resolving the normalised stack (``x``, ``e``) at
+    every iteration: the summary, ``figures(result, sr)`` per iteration, each SR's frame 0."""
+    rows: list[dict[str, Any]] = []
+    shown: dict[int, np.ndarray] = {}
+
+    def on_iteration(result: Any) -> None:
+        sr = super_resolve(load_model(result.checkpoint, "sr"), x, e)
+        shown[result.iteration] = sr[0]
+        rows.append(figures(result, sr))
+
+    summary = finetune(
+        lr, edges, params, sr_model=MODELS["sr"], den_model=MODELS["den"], on_iteration=on_iteration
+    )
+    return summary, rows, shown
+
+
+def _crops(
+    crop: Callable[[np.ndarray], list[list[float]]],
+    x: np.ndarray,
+    bic: np.ndarray,
+    shown: dict[int, np.ndarray],
+    rec: int,
+) -> dict[str, list[list[float]]]:
+    """The figure's crops of frame 0: input (nearest, 4x), bicubic, pretrained, recommended."""
+    return {
+        "input": crop(np.kron(x[0], np.ones((4, 4), np.float32))),
+        "bicubic": crop(bic[0]),
+        "pretrained": crop(shown[0]),
+        "recommended": crop(shown[rec]),
+    }
+
+
 # -- one simulated condition -------------------------------------------------------------------
 
 
@@ -142,33 +183,20 @@ def run_condition(
     edges = compute_edges(sim.lr)
     x, e = normalise_lr(sim.lr), normalise_edges(edges)
     params = schedule(variant, iterations)
-    rows: list[dict[str, Any]] = []
-    shown: dict[int, np.ndarray] = {}
 
-    def on_iteration(result: Any) -> None:
-        sr = super_resolve(load_model(result.checkpoint, "sr"), x, e)
-        shown[result.iteration] = sr[0]
-        rows.append(
-            {
-                "iteration": result.iteration,
-                "fidelity": result.losses.get("fidelity"),
-                "objective": result.losses.get("objective"),
-                "record_resolution": result.resolution,
-                "record_frc": getattr(result, "frc_resolution", None),
-                "seconds": result.seconds,
-                **score(sr, sim.gt),
-            }
-        )
+    def figures(result: Any, sr: np.ndarray) -> dict[str, Any]:
+        return {
+            "iteration": result.iteration,
+            "fidelity": result.losses.get("fidelity"),
+            "objective": result.losses.get("objective"),
+            "record_resolution": result.resolution,
+            "record_frc": getattr(result, "frc_resolution", None),
+            "seconds": result.seconds,
+            **score(sr, sim.gt),
+        }
 
     t0 = time.perf_counter()
-    summary = finetune(
-        sim.lr,
-        edges,
-        params,
-        sr_model=MODELS["sr"],
-        den_model=MODELS["den"],
-        on_iteration=on_iteration,
-    )
+    summary, rows, shown = _finetune_scored(sim.lr, edges, params, x, e, figures)
     rec = summary.recommended_iteration if summary.recommended_iteration is not None else 0
     bic = bicubic(x)
     return {
@@ -181,13 +209,7 @@ def run_condition(
         "seconds": time.perf_counter() - t0,
         "bicubic": score(bic, sim.gt),
         "rows": rows,
-        "crops": {
-            "input": _crop(np.kron(x[0], np.ones((4, 4), np.float32))),
-            "bicubic": _crop(bic[0]),
-            "pretrained": _crop(shown[0]),
-            "recommended": _crop(shown[rec]),
-            "truth": _crop(sim.gt[0]),
-        },
+        "crops": {**_crops(_crop, x, bic, shown, rec), "truth": _crop(sim.gt[0])},
     }
 
 
@@ -239,29 +261,16 @@ def real_microtubule(variant: str, iterations: int) -> dict[str, Any]:
     edge = compute_edges(wf)  # what a user gets without NanoJ
     storm, window = storm_on_sr_grid(read_stack(ex / "storm_reference.tif").data)
     x, e = normalise_lr(wf), normalise_edges(edge)
-    rows: list[dict[str, Any]] = []
-    shown: dict[int, np.ndarray] = {}
 
-    def on_iteration(result: Any) -> None:
-        sr = super_resolve(load_model(result.checkpoint, "sr"), x, e)
-        shown[result.iteration] = sr[0]
-        rows.append(
-            {
-                "iteration": result.iteration,
-                "fidelity": result.losses.get("fidelity"),
-                "record_resolution": result.resolution,
-                **storm_agreement(sr[window], storm),
-            }
-        )
+    def figures(result: Any, sr: np.ndarray) -> dict[str, Any]:
+        return {
+            "iteration": result.iteration,
+            "fidelity": result.losses.get("fidelity"),
+            "record_resolution": result.resolution,
+            **storm_agreement(sr[window], storm),
+        }
 
-    summary = finetune(
-        wf,
-        edge,
-        schedule(variant, iterations),
-        sr_model=MODELS["sr"],
-        den_model=MODELS["den"],
-        on_iteration=on_iteration,
-    )
+    summary, rows, shown = _finetune_scored(wf, edge, schedule(variant, iterations), x, e, figures)
     rec = summary.recommended_iteration if summary.recommended_iteration is not None else 0
     bic = bicubic(x)
     y0, x0 = (4 * o + 160 for o in STORM_LR_ORIGIN)  # a crop inside the STORM window
@@ -278,13 +287,7 @@ def real_microtubule(variant: str, iterations: int) -> dict[str, Any]:
         "sigma": summary.sigma,
         "bicubic": storm_agreement(bic[window], storm),
         "rows": rows,
-        "crops": {
-            "input": crop(np.kron(x[0], np.ones((4, 4), np.float32))),
-            "bicubic": crop(bic[0]),
-            "pretrained": crop(shown[0]),
-            "recommended": crop(shown[rec]),
-            "STORM": crop(storm_full),
-        },
+        "crops": {**_crops(crop, x, bic, shown, rec), "STORM": crop(storm_full)},
     }
 
 

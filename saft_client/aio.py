@@ -11,9 +11,10 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -48,6 +49,25 @@ async def _call(callback: Callable[..., Any] | None, *args: Any) -> None:
         result = callback(*args)
         if inspect.isawaitable(result):
             await result
+
+
+Finishing = TypeVar("Finishing", Job, Reconstruction)
+
+
+async def _poll(
+    fetch: Callable[[], Awaitable[Finishing]],
+    seen: Callable[[Finishing], Awaitable[None]],
+    deadline: Deadline,
+    interval: float,
+) -> Finishing:
+    """Fetch until finished, awaiting ``seen`` on each state, every ``interval`` s."""
+    while True:
+        item = await fetch()
+        await seen(item)
+        if item.finished:
+            return item
+        deadline.check()
+        await asyncio.sleep(deadline.sleep_for(interval))
 
 
 class AsyncSaftClient:
@@ -304,16 +324,14 @@ class AsyncSaftClient:
         finally:
             with contextlib.suppress(Exception):
                 await stream.aclose()  # type: ignore[union-attr]
-        while True:
-            job = await self.get_job(job_id)
+
+        async def synthesise(job: Job) -> None:
             if on_event is not None:
                 its = await self.iterations(job_id) if tracker.wants_iterations(job) else None
                 for synthetic in tracker.synthesise(job, its):
                     await _call(on_event, synthetic)
-            if job.finished:
-                return job
-            deadline.check()
-            await asyncio.sleep(deadline.sleep_for(poll_interval))
+
+        return await _poll(partial(self.get_job, job_id), synthesise, deadline, poll_interval)
 
     # ---- reconstructions ------------------------------------------------------------------
 
@@ -351,13 +369,8 @@ class AsyncSaftClient:
         on_progress: Callable[[Reconstruction], Any] | None = None,
     ) -> Reconstruction:
         deadline = Deadline(timeout, f"reconstruction {recon_id}")
-        while True:
-            rec = await self.get_reconstruction(recon_id)
-            await _call(on_progress, rec)
-            if rec.finished:
-                return rec
-            deadline.check()
-            await asyncio.sleep(deadline.sleep_for(poll_interval))
+        fetch = partial(self.get_reconstruction, recon_id)
+        return await _poll(fetch, partial(_call, on_progress), deadline, poll_interval)
 
     # ---- downloads ------------------------------------------------------------------------
 

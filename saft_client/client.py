@@ -14,8 +14,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -46,6 +47,29 @@ log = logging.getLogger(__name__)
 
 EventCallback = Callable[[JobEvent], Any]
 ProgressCallback = Callable[[int, "int | None"], Any]
+
+
+Finishing = TypeVar("Finishing", Job, Reconstruction)
+
+
+def _ignore(_: object) -> None:
+    pass
+
+
+def _poll(
+    fetch: Callable[[], Finishing],
+    seen: Callable[[Finishing], Any],
+    deadline: Deadline,
+    interval: float,
+) -> Finishing:
+    """Fetch until finished, calling ``seen`` on each state, every ``interval`` s."""
+    while True:
+        item = fetch()
+        seen(item)
+        if item.finished:
+            return item
+        deadline.check()
+        time.sleep(deadline.sleep_for(interval))
 
 
 class SaftClient:
@@ -324,26 +348,14 @@ class SaftClient:
         finally:
             with contextlib.suppress(Exception):
                 stream.close()  # type: ignore[union-attr]
-        return self._poll_job(job_id, on_event, deadline, tracker, poll_interval)
 
-    def _poll_job(
-        self,
-        job_id: str,
-        on_event: EventCallback | None,
-        deadline: Deadline,
-        tracker: EventTracker,
-        interval: float,
-    ) -> Job:
-        while True:
-            job = self.get_job(job_id)
+        def synthesise(job: Job) -> None:
             if on_event is not None:
                 its = self.iterations(job_id) if tracker.wants_iterations(job) else None
                 for ev in tracker.synthesise(job, its):
                     on_event(ev)
-            if job.finished:
-                return job
-            deadline.check()
-            time.sleep(deadline.sleep_for(interval))
+
+        return _poll(partial(self.get_job, job_id), synthesise, deadline, poll_interval)
 
     # ---- reconstructions ------------------------------------------------------------------
 
@@ -381,14 +393,8 @@ class SaftClient:
     ) -> Reconstruction:
         """Poll until the reconstruction is final (reconstructions have no event stream)."""
         deadline = Deadline(timeout, f"reconstruction {recon_id}")
-        while True:
-            rec = self.get_reconstruction(recon_id)
-            if on_progress is not None:
-                on_progress(rec)
-            if rec.finished:
-                return rec
-            deadline.check()
-            time.sleep(deadline.sleep_for(poll_interval))
+        seen = on_progress if on_progress is not None else _ignore
+        return _poll(partial(self.get_reconstruction, recon_id), seen, deadline, poll_interval)
 
     # ---- downloads ------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -350,21 +351,15 @@ def _train_sr(
 ) -> tuple[nn.Module, list[list[float]]]:
     """The SR network trained on [edge, LR] crops against the 4x structure target."""
     torch.manual_seed(seed)
-    model = build_sr(cfg.sr, seed=seed).train()
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+    model = build_sr(cfg.sr, seed=seed)
     crops = _Crops(data, cfg.crop, np.random.default_rng([seed, 1]))
-    history = _loop(
-        model,
-        opt,
-        steps,
-        cfg.lr,
-        cfg,
-        lambda: crops.sr_batch(cfg.batch),
-        lambda p, t: sr_loss(p, t, cfg.grad_weight),
-        "sr",
-        tick,
-    )
-    return model.eval(), history
+    batches = partial(crops.sr_batch, cfg.batch)
+    loss_fn = partial(sr_loss, grad_weight=cfg.grad_weight)
+    return _fit(model, cfg.lr, batches, loss_fn, "sr", steps, cfg, tick)
+
+
+def _den_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (pred - target).abs().mean()
 
 
 def _train_den(
@@ -372,35 +367,26 @@ def _train_den(
 ) -> tuple[nn.Module, list[list[float]]]:
     """The DEN trained to map noisy normalised LR crops to their noiseless version (L1)."""
     torch.manual_seed(seed + 1)
-    model = build_den(cfg.den, seed=seed + 1).train()
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.den_lr, betas=(0.9, 0.99))
+    model = build_den(cfg.den, seed=seed + 1)
     crops = _Crops(data, cfg.crop, np.random.default_rng([seed, 2]))
-    history = _loop(
-        model,
-        opt,
-        steps,
-        cfg.den_lr,
-        cfg,
-        lambda: crops.den_batch(cfg.den_batch),
-        lambda p, t: (p - t).abs().mean(),
-        "den",
-        tick,
-    )
-    return model.eval(), history
+    batches = partial(crops.den_batch, cfg.den_batch)
+    return _fit(model, cfg.den_lr, batches, _den_loss, "den", steps, cfg, tick)
 
 
-def _loop(
+def _fit(
     model: nn.Module,
-    opt: torch.optim.Optimizer,
-    steps: int,
     base_lr: float,
-    cfg: TrainConfig,
     batch_fn: Callable[[], tuple[torch.Tensor, torch.Tensor]],
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     phase: str,
+    steps: int,
+    cfg: TrainConfig,
     tick: Callable[[dict], None],
-) -> list[list[float]]:
-    """Plain supervised loop; returns [[step, mean loss since the last entry], ...]."""
+) -> tuple[nn.Module, list[list[float]]]:
+    """Plain supervised loop (Adam); returns the model in eval mode and
+    [[step, mean loss since the last entry], ...]."""
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=base_lr, betas=(0.9, 0.99))
     every = max(steps // LOG_POINTS, 1)
     history: list[list[float]] = []
     acc, n = 0.0, 0
@@ -418,7 +404,7 @@ def _loop(
             history.append([step + 1, acc / n])
             acc, n = 0.0, 0
         tick({"phase": phase, "step": step + 1, "loss": float(loss.detach())})
-    return history
+    return model.eval(), history
 
 
 # -- evaluation ----------------------------------------------------------------------------

@@ -18,12 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from saft_core.atomic import write_text
 from saft_core.errors import InvalidParameterError
-from saft_core.finetune import FinetuneSummary, IterationResult, ProgressFn
+from saft_core.finetune import FinetuneSummary, IterationResult
 from saft_core.finetune.run_state import load_checkpoint
 from saft_core.networks import save_checkpoint_dict
 from saft_core.params import SaftParams
@@ -126,24 +124,20 @@ def run_into(
     edges: np.ndarray | None,
     params: SaftParams,
     *,
-    sr_model: nn.Module | str | Path = "default",
-    den_model: nn.Module | str | Path | None = "default",
-    smlm: np.ndarray | None = None,
-    device: str | torch.device | None = None,
     resume: bool | int = False,
     on_iteration: Callable[[IterationResult], None] | None = None,
-    on_progress: ProgressFn | None = None,
-    should_cancel: Callable[[], bool] | None = None,
     pixel_size: float | None = None,
-    compute_metrics: bool = True,
     run_info: dict[str, Any] | None = None,
+    **engine_options: Any,
 ) -> FinetuneSummary:
     """Fine-tune into ``run_dir``: each iteration's checkpoint, previews and CSV row are
     written before ``on_iteration`` sees it; run.json (``run_info`` added) at the end.
 
     ``resume`` as in ``resume_after``; rows after the resumed iteration are dropped from the
     CSV, so the directory ends as after an uninterrupted run. ``pixel_size``: LR pixel size
-    (for the previews).
+    (for the previews). ``engine_options``: the other keywords of ``finetune`` (``sr_model``,
+    ``den_model``, ``smlm``, ``device``, ``on_progress``, ``should_cancel``,
+    ``compute_metrics``), passed on as they are.
     """
     run = RunDir(run_dir, params.mode)
     start = resume_after(run_dir, resume)
@@ -166,18 +160,7 @@ def run_into(
     # an attribute is the function, by the public-surface rule; the module is in sys.modules.)
     engine = importlib.import_module("saft_core.finetune")
     summary = engine.finetune(
-        stack,
-        edges,
-        params,
-        sr_model=sr_model,
-        den_model=den_model,
-        smlm=smlm,
-        device=device,
-        resume=checkpoint,
-        on_iteration=write_iteration,
-        on_progress=on_progress,
-        should_cancel=should_cancel,
-        compute_metrics=compute_metrics,
+        stack, edges, params, resume=checkpoint, on_iteration=write_iteration, **engine_options
     )
     run.write_run_json(summary_json(summary, **(run_info or {})))
     return summary

@@ -7,7 +7,6 @@ import logging
 import os
 import socket
 import threading
-from types import TracebackType
 from typing import Any
 
 from persistence.db import session_scope
@@ -56,12 +55,7 @@ class Heartbeat:
         self._thread.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         self._thread.join(timeout=max(self.interval, 5.0))
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import select
 
@@ -42,6 +43,7 @@ from saft_core.params import SaftParams
 from worker.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CANCEL_POLL_S = 1.0  # should_cancel reads the database at most this often
 PROGRESS_EVERY_S = 1.0  # progress rows/events at most this often
@@ -99,27 +101,56 @@ def run_job(job_id: str, settings: Settings | None = None) -> str:
     """Claim and run one job; returns the outcome (a final state, "skipped" or "lost")."""
     settings = settings or get_settings()
     worker = worker_name()
-    with session_scope() as s:
-        if not claim_job(s, job_id, worker):
-            log.info("job %s is not queued (already taken, cancelled or gone): skipped", job_id)
-            return "skipped"
+    not_queued = "job %s is not queued (already taken, cancelled or gone)"
+    if not _claim(claim_job, job_id, worker, not_queued):
+        return "skipped"
     with job_log(job_id, Storage(settings.data_dir).job_dir(job_id) / JOB_LOG):
         log.info("job %s claimed by %s", job_id, worker)
-        with Heartbeat(Job, job_id, worker, settings.heartbeat_s) as hb:
-            control = Control(Job, job_id, hb, time.monotonic() + settings.job_time_limit_s)
-            try:
-                recommended = _finetune(job_id, worker, settings, control)
-            except (Cancelled, ClaimLost) as exc:
-                return _stopped(Job, job_id, worker, control, settings, exc)
-            except SaftError as exc:
-                return _fail(Job, job_id, worker, exc.message)
-            except Exception as exc:
-                log.exception("job %s failed", job_id)
-                return _fail(Job, job_id, worker, _internal(exc))
+        ran = _run_claimed(Job, job_id, worker, settings, _finetune)
+        if isinstance(ran, str):
+            return ran
         with session_scope() as s:
-            finish_job(s, job_id, "succeeded", worker=worker, recommended_iteration=recommended)
+            finish_job(s, job_id, "succeeded", worker=worker, recommended_iteration=ran.value)
         log.info("job %s succeeded", job_id)
         return "succeeded"
+
+
+def _claim(claim: Callable[[Any, str, str], bool], task_id: str, worker: str, why: str) -> bool:
+    """Claim the queued row for this worker; if it is not queued, log ``why`` and skip."""
+    with session_scope() as s:
+        if claim(s, task_id, worker):
+            return True
+    log.info(why + ": skipped", task_id)
+    return False
+
+
+@dataclass
+class _Ran(Generic[T]):
+    """What a claimed run's work returned (an outcome string means it did not succeed)."""
+
+    value: T
+
+
+def _run_claimed(
+    cls: type[Task],
+    task_id: str,
+    worker: str,
+    settings: Settings,
+    work: Callable[[str, str, Settings, Control], T],
+) -> _Ran[T] | str:
+    """Run ``work`` under the claim's heartbeat and time limit; a stop or failure is recorded
+    on the row and its outcome returned."""
+    with Heartbeat(cls, task_id, worker, settings.heartbeat_s) as hb:
+        control = Control(cls, task_id, hb, time.monotonic() + settings.job_time_limit_s)
+        try:
+            return _Ran(work(task_id, worker, settings, control))
+        except (Cancelled, ClaimLost) as exc:
+            return _stopped(cls, task_id, worker, control, settings, exc)
+        except SaftError as exc:
+            return _fail(cls, task_id, worker, exc.message)
+        except Exception as exc:
+            log.exception("%s %s failed", cls.__name__.lower(), task_id)
+            return _fail(cls, task_id, worker, _internal(exc))
 
 
 def _finetune(job_id: str, worker: str, settings: Settings, control: Control) -> int | None:
@@ -249,23 +280,12 @@ def run_reconstruction(recon_id: str, settings: Settings | None = None) -> str:
     """Claim and run one reconstruction; returns the outcome as ``run_job``."""
     settings = settings or get_settings()
     worker = worker_name()
-    with session_scope() as s:
-        if not claim_reconstruction(s, recon_id, worker):
-            log.info("reconstruction %s is not queued: skipped", recon_id)
-            return "skipped"
-    with Heartbeat(Reconstruction, recon_id, worker, settings.heartbeat_s) as hb:
-        control = Control(
-            Reconstruction, recon_id, hb, time.monotonic() + settings.job_time_limit_s
-        )
-        try:
-            tiff, mp4 = _reconstruct(recon_id, worker, settings, control)
-        except (Cancelled, ClaimLost) as exc:
-            return _stopped(Reconstruction, recon_id, worker, control, settings, exc)
-        except SaftError as exc:
-            return _fail(Reconstruction, recon_id, worker, exc.message)
-        except Exception as exc:
-            log.exception("reconstruction %s failed", recon_id)
-            return _fail(Reconstruction, recon_id, worker, _internal(exc))
+    if not _claim(claim_reconstruction, recon_id, worker, "reconstruction %s is not queued"):
+        return "skipped"
+    ran = _run_claimed(Reconstruction, recon_id, worker, settings, _reconstruct)
+    if isinstance(ran, str):
+        return ran
+    tiff, mp4 = ran.value
     with session_scope() as s:
         finish_reconstruction(s, recon_id, "succeeded", worker=worker, tiff_path=tiff, mp4_path=mp4)
     return "succeeded"

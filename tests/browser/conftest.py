@@ -15,21 +15,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.client.service_fixtures import free_port, start_serve, stop_serve
+from tests.service.api_fixtures import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -46,20 +43,10 @@ ARTIFACTS = REPO / "test-artifacts"
 INSTALL_HINT = "install it with: bash scripts/install-browser.sh"
 
 
-def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-
-
 def wait_js(page: Any, expression: str, timeout: float, what: str) -> Any:
     """Poll a JS function in the page. (``page.wait_for_function`` evaluates its predicate
     with eval(), which the dashboard's Content-Security-Policy rightly refuses.)"""
-    return wait_until(lambda: page.evaluate(expression), timeout, what, interval=0.25)
+    return wait_for(lambda: page.evaluate(expression), timeout, what, poll=0.25)
 
 
 # ---- browser ----------------------------------------------------------------------------
@@ -124,12 +111,6 @@ class Service:
         return self.log_path.read_text(errors="replace")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def service() -> Iterator[Service]:
     import httpx
@@ -138,16 +119,8 @@ def service() -> Iterator[Service]:
     root = Path(tempfile.mkdtemp(prefix="saft-ui-", dir="/tmp"))
     data_dir = root / "d"
     log_path = root / "serve.log"
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAFT_")}
-    env["OMP_NUM_THREADS"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "saft_cli.main", "serve", "--data-dir", str(data_dir),
-             "--port", str(port)],
-            env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    port = free_port()
+    proc = start_serve(data_dir, port, log_path)
     url = f"http://127.0.0.1:{port}"
     client = None
     try:
@@ -160,23 +133,16 @@ def service() -> Iterator[Service]:
             except httpx.HTTPError:
                 return False
 
-        wait_until(healthy, 120, "saft serve to answer /healthz")
+        wait_for(healthy, 120, "saft serve to answer /healthz")
         key_file = data_dir / "admin-api-key"
-        key = wait_until(lambda: key_file.is_file() and key_file.read_text().strip(), 30, "key")
-        wait_until(lambda: " ready." in log_path.read_text(), 120, "the Celery worker")
+        key = wait_for(lambda: key_file.is_file() and key_file.read_text().strip(), 30, "key")
+        wait_for(lambda: " ready." in log_path.read_text(), 120, "the Celery worker")
         client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
         yield Service(url, key, data_dir, log_path, proc, client)
     finally:
         if client is not None:
             client.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_serve(proc)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -52,6 +52,38 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def serve_env() -> dict[str, str]:
+    """This process's environment without SAFT_* settings, one torch thread, this checkout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAFT_")}
+    env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def start_serve(data_dir: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    """``saft serve`` with defaults only, in its own session (SIGINT stops it in order)."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "saft_cli.main", "serve", "--data-dir", str(data_dir),
+             "--port", str(port)],
+            cwd=REPO, env=serve_env(), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def stop_serve(proc: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C (serve stops its worker and broker in order); its whole session killed after 60 s."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def _wait_for(check: Callable[[], bool], timeout: float, what: str, log: Callable[[], str]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -66,15 +98,7 @@ def service() -> Iterator[Service]:
     """``saft serve`` in a short /tmp dir (the broker's unix socket path must be short)."""
     tmp = Path(tempfile.mkdtemp(prefix="saftc-", dir="/tmp"))
     data, log_path, port = tmp / "d", tmp / "serve.log", free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAFT_")}
-    env["OMP_NUM_THREADS"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "saft_cli.main", "serve", "--data-dir", str(data),
-             "--port", str(port)],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    proc = start_serve(data, port, log_path)
     url = f"http://127.0.0.1:{port}"
 
     def read_log() -> str:
@@ -95,13 +119,7 @@ def service() -> Iterator[Service]:
         key = (data / "admin-api-key").read_text().strip()
         yield Service(url=url, key=key, data_dir=data, log_path=log_path)
     finally:
-        proc.send_signal(signal.SIGINT)  # serve stops its worker and broker in order
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_serve(proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

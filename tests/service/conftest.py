@@ -363,6 +363,25 @@ class TinyInputs:
     den_model_id: str
     smlm_dataset_id: str  # an SMLM image on the SR grid (4x), for SAFT-WSF jobs
 
+    def create_job(self, *, smlm: bool = False, **params: Any) -> str:
+        """A queued job on these inputs: 2 iterations on 16-pixel tiles unless ``params`` say;
+        with ``smlm`` the SMLM image is the target (SAFT-WSF: no edges, no DEN)."""
+        from persistence import jobs
+        from persistence.db import session_scope
+
+        with session_scope() as s:
+            job = jobs.create_job(
+                s,
+                self.user,
+                lr_dataset_id=self.lr_dataset_id,
+                edge_dataset_id=None if smlm else self.edge_dataset_id,
+                smlm_dataset_id=self.smlm_dataset_id if smlm else None,
+                sr_model=self.sr_model_id,
+                den_model=None if smlm else self.den_model_id,
+                params={"iterations": 2, "tile": 16, **params},
+            )
+            return job.id
+
 
 def _add_dataset(session: Any, storage: Any, owner: Any, name: str, data: Any) -> str:
     import hashlib

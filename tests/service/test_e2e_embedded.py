@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.client.service_fixtures import serve_env, start_serve
 from tests.service.api_fixtures import Server, e2e_flow, free_port
 from tests.service.conftest import REPO
 
@@ -19,17 +19,11 @@ pytestmark = pytest.mark.slow
 
 def test_saft_serve_upload_finetune_reconstruct_cancel(short_tmp: Path) -> None:
     """No configuration at all; the default networks; a second user made with the CLI."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAFT_")}
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env = serve_env()
     data = short_tmp / "d"  # short: the embedded Redis socket lives in the data dir
     port = free_port()
     log_path = short_tmp / "serve.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "saft_cli.main", "serve", "--data-dir", str(data),
-             "--port", str(port)],
-            env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    proc = start_serve(data, port, log_path)
     server = Server(proc, f"http://127.0.0.1:{port}", log_path)
     try:
         server.wait_ready(timeout=120)

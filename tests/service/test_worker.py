@@ -7,7 +7,6 @@ import json
 import stat
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,21 +18,13 @@ from persistence.db import session_scope
 from persistence.storage import Storage
 from persistence.tables import Iteration, Job, JobEvent, Reconstruction
 from saft_core.recommend import recommend_iteration
+from tests.client.service_fixtures import free_port, start_serve
+from tests.service.api_fixtures import wait_for
 from worker import queue, runner
 
 
 def _create_job(inputs: Any, **params: Any) -> str:
-    with session_scope() as s:
-        job = jobs.create_job(
-            s,
-            inputs.user,
-            lr_dataset_id=inputs.lr_dataset_id,
-            edge_dataset_id=inputs.edge_dataset_id,
-            sr_model=inputs.sr_model_id,
-            den_model=inputs.den_model_id,
-            params={"iterations": 2, "tile": 16, "lr": 1e-4, **params},
-        )
-        return job.id
+    return str(inputs.create_job(**{"lr": 1e-4, **params}))
 
 
 def _job(job_id: str) -> Job:
@@ -52,18 +43,8 @@ def _iterations(job_id: str) -> list[int]:
         )
 
 
-def _wait(predicate: Callable[[], Any], timeout: float, what: str, poll: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-
-
 def _wait_final(job_id: str, timeout: float = 180) -> Job:
-    return _wait(
+    return wait_for(
         lambda: (j := _job(job_id)).state in ("succeeded", "failed", "cancelled") and j,
         timeout,
         f"job {job_id} to finish",
@@ -90,7 +71,7 @@ def test_embedded_broker_socket_aof_and_a_real_worker_consumes(
     assert queue.pending_ids(env.settings) == {"no-such-job"}
     worker = start_worker(env).wait_ready()
     worker.wait_for_log("job no-such-job is not queued", timeout=30)
-    _wait(lambda: not queue.pending_ids(env.settings), 10, "the message to be acked")
+    wait_for(lambda: not queue.pending_ids(env.settings), 10, "the message to be acked")
     r.close()
 
 
@@ -207,17 +188,7 @@ def test_reconstruction_uses_the_requested_iterations_weights(
 def test_runner_wsf_job_trains_against_the_smlm_image(saft_env: Any, tiny_job_inputs: Any):
     """SAFT-WSF: no DEN network, the SMLM image is the target; iterations and checkpoints."""
     inputs = tiny_job_inputs(saft_env)
-    with session_scope() as s:
-        job = jobs.create_job(
-            s,
-            inputs.user,
-            lr_dataset_id=inputs.lr_dataset_id,
-            smlm_dataset_id=inputs.smlm_dataset_id,
-            sr_model=inputs.sr_model_id,
-            den_model=None,
-            params={"mode": "wsf", "iterations": 2, "tile": 16, "lr": 1e-4},
-        )
-        job_id = job.id
+    job_id = _create_job(inputs, smlm=True, mode="wsf")
     assert runner.run_job(job_id) == "succeeded", _job(job_id).error
     job = _job(job_id)
     assert (job.iterations_done, job.error) == (2, None)
@@ -233,7 +204,7 @@ def test_runner_cancel_while_running(saft_env: Any, tiny_job_inputs: Any):
     outcome: list[str] = []
     t = threading.Thread(target=lambda: outcome.append(runner.run_job(job_id)))
     t.start()
-    _wait(lambda: _iterations(job_id), 120, "the first committed iteration")
+    wait_for(lambda: _iterations(job_id), 120, "the first committed iteration")
     with session_scope() as s:
         jobs.request_cancel(s, s.get_one(Job, job_id))
     t.join(120)
@@ -305,7 +276,7 @@ def test_sigkilled_worker_resumes_from_last_iteration(
     first = start_worker(saft_env).wait_ready()
     assert queue.enqueue_job(job_id)
     # Kill as soon as iteration 1 is committed (iterations 2-3 still to run).
-    _wait(lambda: 1 in _iterations(job_id), 120, "iteration 1", poll=0.01)
+    wait_for(lambda: 1 in _iterations(job_id), 120, "iteration 1", poll=0.01)
     first.kill()
     killed_at = _iterations(job_id)[-1]
     assert killed_at < 3, "the job finished before the kill; make iterations slower"
@@ -339,25 +310,14 @@ def test_saft_serve_embedded_default(short_tmp: Any, monkeypatch: pytest.MonkeyP
     """API + one worker + embedded Redis over SQLite, no configuration; Ctrl-C stops all."""
     import os
     import signal
-    import socket
     import subprocess
-    import sys
     import urllib.request
 
     pytest.importorskip("api.main")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAFT_")}
-    env["OMP_NUM_THREADS"] = "1"
+    port = free_port()
     data = short_tmp / "d"
     log_path = short_tmp / "serve.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "saft_cli.main", "serve", "--data-dir", str(data),
-             "--port", str(port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    proc = start_serve(data, port, log_path)
     try:
 
         def healthy() -> bool:
@@ -368,13 +328,13 @@ def test_saft_serve_embedded_default(short_tmp: Any, monkeypatch: pytest.MonkeyP
             except OSError:
                 return proc.poll() is not None
 
-        _wait(healthy, 90, "the API")
+        wait_for(healthy, 90, "the API")
         assert proc.poll() is None, log_path.read_text()
         key_file = data / "admin-api-key"
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         assert stat.S_ISSOCK((data / "redis.sock").stat().st_mode)
         assert (data / "saft.db").is_file()
-        _wait(lambda: " ready." in log_path.read_text(), 60, "the worker")
+        wait_for(lambda: " ready." in log_path.read_text(), 60, "the worker")
         req = urllib.request.Request(
             f"http://127.0.0.1:{port}/v1/jobs",
             headers={"Authorization": f"Bearer {key_file.read_text().strip()}"},
@@ -411,29 +371,20 @@ def test_killed_serve_leaves_no_orphan_worker_or_broker(short_tmp: Any):
     """SIGKILL on serve: the kernel stops its worker and Redis (no orphan burning a CPU)."""
     import os
     import signal
-    import subprocess
-    import sys
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAFT_")}
-    env["OMP_NUM_THREADS"] = "1"
     data = short_tmp / "k"
     log_path = short_tmp / "serve-kill.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "saft_cli.main", "serve", "--data-dir", str(data),
-             "--port", "0"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    proc = start_serve(data, 0, log_path)
     worker_tag = f"saft0-{proc.pid}@"
     try:
-        _wait(lambda: " ready." in log_path.read_text(), 90, "the worker")
+        wait_for(lambda: " ready." in log_path.read_text(), 90, "the worker")
         workers = _pids_with(worker_tag)
         brokers = _pids_with(str(data / "redis.sock"))
         assert workers and brokers, log_path.read_text()
         proc.kill()
         proc.wait(10)
-        _wait(lambda: not _pids_with(worker_tag), 30, "the orphaned worker to exit")
-        _wait(lambda: not _pids_with(str(data / "redis.sock")), 30, "the broker to exit")
+        wait_for(lambda: not _pids_with(worker_tag), 30, "the orphaned worker to exit")
+        wait_for(lambda: not _pids_with(str(data / "redis.sock")), 30, "the broker to exit")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -38,17 +38,7 @@ def test_worker_healthcheck_follows_this_hosts_job_heartbeat(
     # The check spends up to 5 s on the ping first: a heartbeat must stay fresh longer than that.
     saft_env = make_saft_env(broker_url=redis_url, stale_after_s=120)
     inputs = tiny_job_inputs(saft_env)
-    with session_scope() as s:
-        job = jobs.create_job(
-            s,
-            inputs.user,
-            lr_dataset_id=inputs.lr_dataset_id,
-            edge_dataset_id=inputs.edge_dataset_id,
-            sr_model=inputs.sr_model_id,
-            den_model=inputs.den_model_id,
-            params={"iterations": 2, "tile": 16},
-        )
-        job_id = job.id
+    job_id = inputs.create_job()
     idle = _check(saft_env)
     assert idle.returncode == 1, idle.stderr
     assert "does not answer and runs no job" in idle.stderr
