@@ -123,7 +123,7 @@ def test_small_frames_are_processed_whole() -> None:
 
 def test_frame_border_band_is_gone_on_the_real_frame() -> None:
     """The default network on the real microtubule frame: the outermost LR column (bright
-    cell centre) must look like its neighbours, not like a band (zero padding made it 1.5x)."""
+    cell centre) must look like its neighbours, not like a band or a rim."""
     from pathlib import Path
 
     from saft_core.io import read_stack
@@ -143,8 +143,10 @@ def test_frame_border_band_is_gone_on_the_real_frame() -> None:
     torch.manual_seed(0)
     mirrored = band(tiled_apply(model, inp, 4, tile=128, overlap=24))
     zero_padded = band(tiled_apply(model, inp, 4, tile=128, overlap=24, border_pad=0))
-    assert mirrored < 1.2
-    assert zero_padded > mirrored + 0.1  # the check has teeth
+    assert abs(mirrored - 1) < 0.2  # the border looks like its neighbours
+    # the check has teeth: zero padding makes a border artifact (a bright band with the old
+    # single-condition network, a dark rim with the broad one)
+    assert abs(zero_padded - 1) > abs(mirrored - 1) + 0.1
 
 
 def test_output_is_a_normal_tensor() -> None:
