@@ -107,7 +107,8 @@ def _run_job(api: httpx.Client, args: argparse.Namespace) -> int:
                 }
             )
         )
-    chosen = job.get("recommended_iteration") or args.iterations
+    rec = job.get("recommended_iteration")
+    chosen = rec if rec is not None else args.iterations  # 0 (the pretrained network) counts
     print(f"recommended iteration: {job.get('recommended_iteration')}; reconstructing {chosen}")
     r = api.post(f"/v1/jobs/{job_id}/reconstructions", json={"iteration": chosen})
     _check(r)
