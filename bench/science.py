@@ -364,8 +364,8 @@ def main() -> None:
         "default_params": schedule("default", args.iterations).to_dict(),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "science.json").write_text(json.dumps(results, indent=1, default=_json))
-    render(results, args.out)
+    render(results, args.out)  # draws the crops figure, then the crops are left out of the JSON
+    (args.out / "science.json").write_text(json.dumps(without_crops(results), default=_json))
     print(f"wrote {args.out / 'science.json'} and {args.out / 'science.md'}")
 
 
@@ -441,6 +441,12 @@ def iteration_table(res: dict[str, Any], cols: list[str]) -> list[str]:
     return out
 
 
+def without_crops(results: dict[str, Any]) -> dict[str, Any]:
+    """The results without their image crops (megabytes of pixels; the figure holds them)."""
+    strip = lambda runs: [{k: v for k, v in r.items() if k != "crops"} for r in runs]  # noqa: E731
+    return {**results, "conditions": strip(results["conditions"]), "real": strip(results["real"])}
+
+
 def crops_figure(results: dict[str, Any], variant: str, path: Path) -> bool:
     """Input, bicubic, pretrained, recommended, truth side by side: one row per condition."""
     try:
@@ -452,8 +458,8 @@ def crops_figure(results: dict[str, Any], variant: str, path: Path) -> bool:
         return False
     runs = [r for r in results["conditions"] if r["variant"] == variant]
     runs += [r for r in results.get("real", []) if r["variant"] == variant]
-    if not runs:
-        return False
+    if not runs or any("crops" not in r for r in runs):
+        return path.is_file()  # re-rendered from science.json: keep the figure of the run
     cols = list(runs[0]["crops"])
     fig, axes = plt.subplots(len(runs), len(cols), figsize=(2.2 * len(cols), 2.2 * len(runs)))
     axes = np.atleast_2d(axes)
